@@ -1,0 +1,1 @@
+"""Shared core: data model, signal catalog, lake storage. Depends on no capability."""
