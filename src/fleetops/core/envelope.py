@@ -18,7 +18,7 @@ a dead letter with its reason, and the rest of the message is kept.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +60,8 @@ def encode_message(
         "seq": int(seq),
         "ts": np.asarray(ts_ms, dtype=np.int64),
         "signals": {
-            path: _nan_to_none(np.asarray(values, dtype=np.float64)) for path, values in signals.items()
+            path: _nan_to_none(np.asarray(values, dtype=np.float64))
+            for path, values in signals.items()
         },
     }
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -90,6 +91,7 @@ class DecodedBatch:
     keys: list[tuple[str, int]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     messages: int = 0
+    duplicates: int = 0
 
     @property
     def value_count(self) -> int:
@@ -114,7 +116,9 @@ class DecodedBatch:
         n = len(self.dead)
         return pa.table(
             {
-                "received_at": pa.array([now] * n, pa.int64()).cast(DEAD_LETTER.field("received_at").type),
+                "received_at": pa.array([now] * n, pa.int64()).cast(
+                    DEAD_LETTER.field("received_at").type
+                ),
                 "source": pa.array([d.source for d in self.dead], pa.string()),
                 "reason": pa.array([d.reason for d in self.dead], pa.string()),
                 "payload": pa.array([d.payload for d in self.dead], pa.binary()),
@@ -137,19 +141,40 @@ class EnvelopeDecoder:
         self.max_payload_bytes = max_payload_bytes
         self._now_ms = now_ms  # fixed clock for tests; None reads the wall clock
 
-    def decode(self, payload: bytes, source: str, batch: DecodedBatch) -> tuple[str, int] | None:
-        """Add one message to ``batch``; return its ``(vin, seq)`` identity if it had one."""
+    def decode(
+        self,
+        payload: bytes,
+        source: str,
+        batch: DecodedBatch,
+        admit: Callable[[str, int], str | None] | None = None,
+    ) -> None:
+        """Add one message to ``batch``.
+
+        ``admit(vin, seq)`` decides on the message's identity before its rows are built:
+        ``None`` admits it, ``"duplicate"`` drops it silently (counted), any other text
+        dead-letters it with that reason.
+        """
         batch.messages += 1
         try:
             vin, seq, ts, signals = self._envelope(payload)
+            verdict = admit(vin, seq) if admit is not None else None
         except ValidationError as exc:
             batch.dead.append(DeadLetter(source, str(exc), payload))
-            return None
+            return
+        if verdict == "duplicate":
+            batch.duplicates += 1
+            return
+        if verdict is not None:
+            batch.dead.append(DeadLetter(source, verdict, payload))
+            return
+        batch.keys.append((vin, seq))
         for path, raw in signals.items():
             try:
                 values = self._values(path, raw, len(ts))
             except ValidationError as exc:
-                fragment = orjson.dumps({"vin": vin, "seq": seq, "ts": ts.tolist(), "signal": path, "values": raw})
+                fragment = orjson.dumps(
+                    {"vin": vin, "seq": seq, "ts": ts.tolist(), "signal": path, "values": raw}
+                )
                 batch.dead.append(DeadLetter(source, str(exc), fragment))
                 continue
             taken = ~np.isnan(values)
@@ -164,7 +189,6 @@ class EnvelopeDecoder:
                 batch.values.append(values[taken])
             batch.vins.append(np.full(count, vin, dtype=object))
             batch.names.append(np.full(count, path, dtype=object))
-        return vin, seq
 
     def _envelope(self, payload: bytes) -> tuple[str, int, npt.NDArray[np.int64], dict[str, Any]]:
         if len(payload) > self.max_payload_bytes:
@@ -224,7 +248,9 @@ def _check_values(spec: SignalSpec, raw: list[Any]) -> npt.NDArray[np.float64]:
     if spec.datatype is DataType.BOOLEAN:
         if not all(v is None or isinstance(v, bool) or v in (0, 1) for v in raw):
             raise ValidationError(f"{spec.path}: wrong type, expected booleans")
-    elif not all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in raw):
+    elif not all(
+        v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in raw
+    ):
         raise ValidationError(f"{spec.path}: wrong type, expected {spec.datatype.value} numbers")
     values = np.array([np.nan if v is None else v for v in raw], dtype=np.float64)
     finite = values[~np.isnan(values)]

@@ -19,7 +19,7 @@ class ConfigError(FleetopsError):
     exit_code = 2
 
 
-class ConnectionFailed(FleetopsError):
+class ServiceUnavailableError(FleetopsError):
     """A server (MQTT broker, database) could not be reached."""
 
     exit_code = 3

@@ -38,7 +38,7 @@ class StagedFile:
     rows: int
 
     def publish(self) -> Path:
-        os.replace(self.tmp_path, self.final_path)
+        self.tmp_path.replace(self.final_path)
         _fsync_dir(self.final_path.parent)
         return self.final_path
 
@@ -49,6 +49,17 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old or the new content."""
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    with tmp.open("wb") as sink:
+        sink.write(data)
+        sink.flush()
+        os.fsync(sink.fileno())
+    tmp.replace(path)
+    _fsync_dir(path.parent)
 
 
 def conform(name: str, data: pa.Table) -> pa.Table:
@@ -85,8 +96,11 @@ class Lake:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def stage(self, name: str, data: pa.Table) -> list[StagedFile]:
-        """Write ``data`` as fsynced, not yet visible files (one per day partition)."""
+    def stage(self, name: str, data: pa.Table, *, writer: str = "") -> list[StagedFile]:
+        """Write ``data`` as fsynced, not yet visible files (one per day partition).
+
+        ``writer`` goes into the file names so a writer can find its own leftovers.
+        """
         if not _TABLE_NAME.match(name):
             raise ValidationError(f"{name!r} is not a valid table name (lower_snake_case)")
         data = conform(name, data)
@@ -96,7 +110,7 @@ class Lake:
         for partition, part in self._split_by_day(name, data):
             folder = self.root / name / partition if partition else self.root / name
             folder.mkdir(parents=True, exist_ok=True)
-            final = folder / f"part-{uuid.uuid4().hex}.parquet"
+            final = folder / f"part-{writer}{'-' if writer else ''}{uuid.uuid4().hex}.parquet"
             tmp = final.with_name(final.name + TMP_SUFFIX)
             with tmp.open("wb") as sink:
                 pq.write_table(part, sink, compression=self.compression)
@@ -147,8 +161,9 @@ class Lake:
         if not self.root.is_dir():
             return []
         return sorted(
-            p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))
-            and any(p.rglob("*.parquet"))
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and not p.name.startswith(("_", ".")) and any(p.rglob("*.parquet"))
         )
 
     def connect(self) -> duckdb.DuckDBPyConnection:

@@ -17,7 +17,11 @@ from fleetops.core.errors import ValidationError
 
 _VIN_ALPHABET = "0123456789ABCDEFGHJKLMNPRSTUVWXYZ"  # ISO 3779: no I, O or Q
 _VIN_VALUES = dict(
-    zip("ABCDEFGHJKLMNPRSTUVWXYZ", [1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 7, 9, 2, 3, 4, 5, 6, 7, 8, 9], strict=True)
+    zip(
+        "ABCDEFGHJKLMNPRSTUVWXYZ",
+        [1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 7, 9, 2, 3, 4, 5, 6, 7, 8, 9],
+        strict=True,
+    )
 ) | {str(d): d for d in range(10)}
 _VIN_WEIGHTS = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
 
@@ -41,7 +45,9 @@ def validate_vin(vin: str, *, check_digit: bool = False) -> str:
     if bad:
         raise ValidationError(f"VIN {vin!r} contains characters not allowed in a VIN: {bad}")
     if check_digit and vin_check_digit(upper) != upper[8]:
-        raise ValidationError(f"VIN {vin!r} fails its check digit (expected {vin_check_digit(upper)})")
+        raise ValidationError(
+            f"VIN {vin!r} fails its check digit (expected {vin_check_digit(upper)})"
+        )
     return upper
 
 
@@ -82,7 +88,11 @@ class Vehicle:
             "model_year": self.model_year,
             "region": self.region,
             "ecus": [
-                {"name": e.name, "hardware_id": e.hardware_id, "software_version": e.software_version}
+                {
+                    "name": e.name,
+                    "hardware_id": e.hardware_id,
+                    "software_version": e.software_version,
+                }
                 for e in self.ecus
             ],
         }

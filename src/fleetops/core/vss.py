@@ -99,7 +99,8 @@ def _spec_from_entry(entry: Any, source: str) -> SignalSpec:
     except ValueError:
         allowed = ", ".join(d.value for d in DataType)
         raise ConfigError(
-            f"{source}: signal {entry['path']}: datatype {entry['datatype']!r} is not one of {allowed}"
+            f"{source}: signal {entry['path']}: datatype {entry['datatype']!r} "
+            f"is not one of {allowed}"
         ) from None
     return SignalSpec(
         path=str(entry["path"]),

@@ -1,0 +1,3 @@
+from fleetops.cli import app
+
+app(prog_name="fleetops")

@@ -1,0 +1,255 @@
+"""The ``fleetops`` command line: a thin layer over the Python API.
+
+Exit codes: 0 success, 1 unexpected failure, 2 bad input or configuration, 3 a server
+could not be reached, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from fleetops import config
+from fleetops.core.errors import FleetopsError
+from fleetops.core.lake import Lake
+
+app = typer.Typer(
+    name="fleetops",
+    help="Operate a connected vehicle fleet: simulate, ingest, query, report.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+LakeOption = Annotated[
+    Path | None,
+    typer.Option("--lake", help="Lake folder (default: $FLEETOPS_LAKE or ./fleetops-data/lake)."),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _lake(path: Path | None) -> Lake:
+    return Lake(path if path is not None else config.lake_dir())
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn our errors into a one-line message and a meaningful exit code."""
+    try:
+        yield
+    except FleetopsError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        raise typer.Exit(130) from None
+
+
+def progress_bar(transient: bool = False) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=transient,
+    )
+
+
+def print_table(table: pa.Table, *, limit: int = 50, title: str | None = None) -> None:
+    view = Table(title=title, show_lines=False)
+    for name in table.column_names:
+        view.add_column(name, overflow="fold")
+    for row in table.slice(0, limit).to_pylist():
+        view.add_row(*("" if v is None else _fmt(v) for v in row.values()))
+    out.print(view)
+    if table.num_rows > limit:
+        console.print(f"… {table.num_rows - limit} more rows (use --limit or --format)")
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, bytes):
+        return value[:32].hex() + ("…" if len(value) > 32 else "")
+    return str(value)
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="SQL over the lake's tables (signals, vehicles, …).")],
+    lake: LakeOption = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="table, csv, json or parquet.")
+    ] = "table",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 50,
+) -> None:
+    """Run SQL over the lake with DuckDB.
+
+    Example: fleetops query "SELECT signal, avg(value) FROM signals GROUP BY 1"
+    """
+    with _errors():
+        result = _lake(lake).query(sql)
+        if fmt == "table":
+            print_table(result, limit=limit)
+            return
+        if fmt == "parquet" and output is None:
+            raise typer.BadParameter("parquet output needs --output FILE")
+        sink: Any = output if output is not None else sys.stdout.buffer
+        if fmt == "csv":
+            pacsv.write_csv(result, sink)
+        elif fmt == "json":
+            data = orjson.dumps(result.to_pylist(), option=orjson.OPT_NAIVE_UTC, default=str)
+            if output is None:
+                sys.stdout.buffer.write(data + b"\n")
+            else:
+                output.write_bytes(data)
+        elif fmt == "parquet":
+            pq.write_table(result, sink)
+        else:
+            raise typer.BadParameter(f"unknown format {fmt!r}: table, csv, json or parquet")
+
+
+@app.command()
+def tables(lake: LakeOption = None) -> None:
+    """List the lake's tables with their row counts."""
+    with _errors():
+        store = _lake(lake)
+        names = store.tables()
+        if not names:
+            console.print(f"the lake at {store.root} is empty")
+            return
+        counts = store.query(
+            " UNION ALL ".join(
+                f"SELECT '{n}' AS table_name, count(*) AS rows FROM {n}" for n in names
+            )
+        )
+        print_table(counts)
+
+
+@app.command()
+def catalog(
+    match: Annotated[str, typer.Argument(help="Show only paths containing this.")] = "",
+) -> None:
+    """List the VSS signals fleetops knows (path, datatype, unit, range)."""
+    from fleetops.core.vss import default_catalog
+
+    specs = default_catalog()
+    rows = [
+        {
+            "path": s.path,
+            "datatype": s.datatype.value,
+            "unit": s.unit or "",
+            "min": s.min,
+            "max": s.max,
+        }
+        for s in specs.values()
+        if match.lower() in s.path.lower()
+    ]
+    print_table(pa.Table.from_pylist(rows), limit=len(rows) or 1, title=f"VSS {specs.vss_version}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+@app.command()
+def ingest(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Message files (.jsonl, one vehicle message a line) to ingest."),
+    ] = None,
+    broker: Annotated[
+        str | None, typer.Option(help="Subscribe to this MQTT broker, e.g. mqtt://localhost:1883.")
+    ] = None,
+    lake: LakeOption = None,
+    consumer: Annotated[
+        str, typer.Option(help="Name of this ingest process (its commit log and MQTT session).")
+    ] = "ingest",
+    prefix: Annotated[str, typer.Option(help="MQTT topic prefix.")] = "fleetops/v1",
+    idle_timeout: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds without a message.")
+    ] = None,
+    max_messages: Annotated[int | None, typer.Option(help="Stop after this many messages.")] = None,
+    batch_messages: Annotated[int, typer.Option(help="Messages per committed batch.")] = 5000,
+) -> None:
+    """Ingest vehicle messages into the lake, from an MQTT broker or from files.
+
+    Each batch is committed before it is acknowledged (at-least-once delivery) and
+    messages already committed are dropped by (VIN, seq): a crash loses nothing and
+    duplicates nothing. Bad messages go to the dead_letter table with their reason.
+    """
+    from fleetops.telemetry.ingest import Ingestor, read_message_file
+
+    with _errors():
+        if (broker is None) == (not files):
+            raise typer.BadParameter("give either message FILES or --broker URL")
+        store = _lake(lake)
+        ingestor = Ingestor(store, consumer=consumer)
+        if broker is not None:
+            from fleetops.telemetry.mqtt import MqttIngest
+
+            source = MqttIngest(
+                broker,
+                ingestor,
+                prefix=prefix,
+                client_id=f"fleetops-{consumer}",
+                batch_messages=batch_messages,
+            )
+            with console.status(f"ingesting from {broker} into {store.root}") as status:
+                stats = source.run(
+                    idle_timeout=idle_timeout,
+                    max_messages=max_messages,
+                    on_batch=lambda s: status.update(
+                        f"{s.messages:,} messages, {s.values:,} values, "
+                        f"{s.dead_letters:,} dead letters, {s.duplicates:,} duplicates"
+                    ),
+                    handle_signals=True,
+                )
+        else:
+            assert files is not None
+            with progress_bar() as bar:
+                for path in files:
+                    if not path.is_file():
+                        raise typer.BadParameter(f"{path} is not a file")
+                    task = bar.add_task(path.name, total=path.stat().st_size)
+                    for batch in read_message_file(path, batch_messages=batch_messages):
+                        ingestor.ingest(batch)
+                        bar.update(task, advance=sum(len(m.payload) + 1 for m in batch))
+            ingestor.close()
+            stats = ingestor.stats
+        _print_stats(stats.as_dict())
+
+
+def _print_stats(stats: dict[str, Any]) -> None:
+    view = Table(title="ingest", show_header=False)
+    for key, value in stats.items():
+        view.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+    out.print(view)
