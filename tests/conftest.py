@@ -65,7 +65,9 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except OSError:
             if time.monotonic() > deadline or process.poll() is not None:
                 process.kill()
-                raise RuntimeError(f"mosquitto did not start: {(folder / 'mosquitto.log').read_text()}") from None
+                raise RuntimeError(
+                    f"mosquitto did not start: {(folder / 'mosquitto.log').read_text()}"
+                ) from None
             time.sleep(0.05)
     yield f"mqtt://127.0.0.1:{port}"
     process.terminate()

@@ -37,7 +37,7 @@ def test_can_frames_round_trip_through_arrow() -> None:
     rng = np.random.default_rng(0)
     n = 100
     frames = CanFrames(
-        timestamp=1_767_225_600 + np.arange(n) * 0.01,
+        timestamp=(1_767_225_600 + np.arange(n) * 0.01).astype(np.float64),
         arbitration_id=rng.integers(0, 0x7FF, n).astype(np.uint32),
         dlc=np.full(n, 8, np.uint8),
         data=rng.integers(0, 256, (n, 8)).astype(np.uint8),

@@ -64,7 +64,9 @@ def test_index_survives_restart_with_and_without_checkpoint(tmp_path: Path) -> N
     assert count_rows(lake) == (6 * 20 * len(SIGNALS),) * 2
 
 
-def test_crash_after_commit_point_rolls_forward(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_after_commit_point_rolls_forward(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lake = Lake(tmp_path)
     ingestor = Ingestor(lake)
 
@@ -82,7 +84,9 @@ def test_crash_after_commit_point_rolls_forward(tmp_path: Path, monkeypatch: pyt
     assert count_rows(lake) == (2 * 20 * len(SIGNALS),) * 2
 
 
-def test_crash_before_commit_point_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_before_commit_point_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lake = Lake(tmp_path)
     ingestor = Ingestor(lake)
 
@@ -113,7 +117,9 @@ def test_bad_input_goes_to_dead_letter_with_reason_and_ingest_goes_on(tmp_path: 
         orjson.dumps({"vin": vin, "seq": 3, "ts": T0_MS, "signals": {"Vehicle.Nope": 1}}),
         orjson.dumps({"vin": vin, "seq": 4, "ts": T0_MS, "signals": {"Vehicle.Speed": "fast"}}),
         orjson.dumps({"vin": vin, "seq": 5, "ts": T0_MS, "signals": {"Vehicle.Speed": 9000}}),
-        orjson.dumps({"vin": vin, "seq": 6, "ts": T0_MS, "signals": {"Vehicle.Speed": 1, "pad": "x" * 5000}}),
+        orjson.dumps(
+            {"vin": vin, "seq": 6, "ts": T0_MS, "signals": {"Vehicle.Speed": 1, "pad": "x" * 5000}}
+        ),
     ]
     batch = ingestor.ingest([RawMessage(p, "test", None) for p in bad] + raw([(good_vin, good)]))
     reasons = lake.query("SELECT reason FROM dead_letter").column("reason").to_pylist()

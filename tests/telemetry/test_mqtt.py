@@ -73,8 +73,20 @@ def test_publish_and_ingest_round_trip(mosquitto: str, tmp_path: Path) -> None:
 def _ingest_process(broker: str, lake: Path, idle: float) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
-            sys.executable, "-m", "fleetops", "ingest", "--broker", broker, "--lake", str(lake),
-            "--consumer", "killtest", "--idle-timeout", str(idle), "--batch-messages", "100",
+            sys.executable,
+            "-m",
+            "fleetops",
+            "ingest",
+            "--broker",
+            broker,
+            "--lake",
+            str(lake),
+            "--consumer",
+            "killtest",
+            "--idle-timeout",
+            str(idle),
+            "--batch-messages",
+            "100",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
