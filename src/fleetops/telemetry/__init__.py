@@ -1,0 +1,1 @@
+"""Vehicle telemetry at the CAN level: decoding frames into signals and CAN log I/O."""
