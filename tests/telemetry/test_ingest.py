@@ -40,7 +40,7 @@ def test_ingest_commits_rows_and_drops_redelivered_messages(tmp_path: Path) -> N
     ingestor = Ingestor(lake)
     first = list(stream(3, 4))
     ingestor.ingest(raw(first))
-    ingestor.ingest(raw(first[:5] + [message(0, 4)]))  # 5 redeliveries + 1 new
+    ingestor.ingest(raw([*first[:5], message(0, 4)]))  # 5 redeliveries + 1 new
     assert ingestor.stats.duplicates == 5
     assert count_rows(lake) == (13 * 20 * len(SIGNALS),) * 2
 
