@@ -381,3 +381,40 @@ def can_decode(
             + (f"; {stored:,} VSS values stored for {vin}" if vin else "")
             + (f"; {stats.unknown_frames:,} frames of unknown ids ({unknown})" if unknown else "")
         )
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Folder for the lake and report (default: ./fleetops-data/demo)."
+        ),
+    ] = None,
+    scenario: Annotated[str, typer.Option(help="Shipped scenario name or YAML file.")] = "demo",
+    vehicles: Annotated[
+        int | None, typer.Option(help="Override the scenario's fleet size.")
+    ] = None,
+    days: Annotated[int | None, typer.Option(help="Override the scenario's days.")] = None,
+) -> None:
+    """End to end on the embedded default (no server): simulate, ingest, query, report."""
+    from fleetops.demo import run_demo
+
+    target = out_dir if out_dir is not None else config.data_dir() / "demo"
+    with _errors(), progress_bar() as bar:
+
+        def step(description: str, total: int) -> Callable[[int], None]:
+            task = bar.add_task(description, total=total)
+            return lambda advance: bar.update(task, advance=advance)
+
+        result = run_demo(target, scenario=scenario, vehicles=vehicles, days=days, step=step)
+        for task in bar.tasks:  # estimates made at the start may be a little off
+            bar.update(task.id, completed=task.total)
+    view = Table(title="fleetops demo", show_header=False)
+    for key, value in result.summary.items():
+        view.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
+    for key, seconds in result.timings.items():
+        view.add_row(f"time: {key}", f"{seconds:.1f} s")
+    out.print(view)
+    out.print(f"lake: {result.lake.root}   report: {result.report}")
+    out.print(f'try:  fleetops query --lake {result.lake.root} "SELECT * FROM vehicles LIMIT 5"')

@@ -39,7 +39,7 @@ class Section:
     tables: list[tuple[list[str], list[list[Any]]]] = field(default_factory=list)
 
 
-def _png(fig: Figure) -> str:
+def png(fig: Figure) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=96, bbox_inches="tight")
     plt.close(fig)
@@ -50,7 +50,7 @@ def _plot(draw: Callable[[Axes], None], size: tuple[float, float] = (9, 3.2)) ->
     fig, ax = plt.subplots(figsize=size)
     draw(ax)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def _rows(lake: Lake, sql: str) -> list[dict[str, Any]]:
@@ -222,7 +222,71 @@ def ingest_section(lake: Lake) -> Section | None:
     )
 
 
-SECTIONS: list[Callable[[Lake], Section | None]] = [fleet_section, health_section, ingest_section]
+def can_section(lake: Lake) -> Section | None:
+    has_label = "label" in lake.query("SELECT * FROM can_frames LIMIT 0").column_names
+    if not has_label:
+        return None
+    load = lake.query(
+        """
+        SELECT floor(epoch(ts) * 10) / 10 AS t, coalesce(nullif(label, ''), 'normal') AS kind,
+               count(*) AS frames
+        FROM can_frames GROUP BY ALL ORDER BY t
+        """
+    ).to_pylist()
+    if not load:
+        return None
+    section = Section(
+        "In-vehicle CAN (test rig for the intrusion detector)",
+        "Labelled CAN traffic in the lake: periodic messages from the DBC with jitter, alive "
+        "counters and CRCs, and the injected attacks, labelled per frame.",
+    )
+    t0 = min(r["t"] for r in load)
+
+    def draw(ax: Axes) -> None:
+        for kind in sorted({r["kind"] for r in load}, key=lambda k: (k != "normal", k)):
+            points = [r for r in load if r["kind"] == kind]
+            ax.plot(
+                [p["t"] - t0 for p in points],
+                [p["frames"] * 10 for p in points],
+                lw=0.8,
+                label=kind,
+            )
+        ax.set_xlabel("seconds")
+        ax.set_ylabel("frames/s (100 ms bins)")
+        ax.set_yscale("symlog")
+        ax.set_title("Bus load by frame label")
+        ax.legend(fontsize=7, ncol=4)
+
+    section.figures.append(_plot(draw))
+    if "can_attacks" in lake.tables():
+        attacks = lake.query(
+            'SELECT attack, message, signal, start, "end", frames FROM can_attacks ORDER BY start'
+        ).to_pylist()
+        section.tables.append(
+            (
+                ["attack", "message", "signal", "start", "end", "frames"],
+                [
+                    [
+                        a["attack"],
+                        a["message"] or "",
+                        a["signal"] or "",
+                        f"{a['start']:%H:%M:%S}",
+                        f"{a['end']:%H:%M:%S}",
+                        a["frames"],
+                    ]
+                    for a in attacks
+                ],
+            )
+        )
+    return section
+
+
+SECTIONS: list[Callable[[Lake], Section | None]] = [
+    fleet_section,
+    health_section,
+    ingest_section,
+    can_section,
+]
 
 
 def write_report(
