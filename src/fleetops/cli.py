@@ -255,6 +255,79 @@ def _print_stats(stats: dict[str, Any]) -> None:
     out.print(view)
 
 
+@app.command()
+def simulate(
+    scenario: Annotated[
+        str, typer.Option(help="Shipped scenario name (demo, smoke) or a YAML file.")
+    ] = "demo",
+    vehicles: Annotated[int | None, typer.Option(help="Override the fleet size.")] = None,
+    days: Annotated[int | None, typer.Option(help="Override the number of days.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the random seed.")] = None,
+    lake: LakeOption = None,
+    publish: Annotated[
+        str | None,
+        typer.Option(help="Publish the telemetry to this MQTT broker instead of the lake."),
+    ] = None,
+    messages: Annotated[
+        Path | None,
+        typer.Option(help="Write the telemetry as vehicle messages (.jsonl) instead of the lake."),
+    ] = None,
+    samples_per_message: Annotated[
+        int, typer.Option(help="Samples a vehicle buffers per message.")
+    ] = 60,
+) -> None:
+    """Simulate a fleet (drive cycles, charging, wear, faults, DTCs) deterministically.
+
+    By default everything goes into the lake. With --publish or --messages the telemetry
+    leaves as the vehicles would send it, and the inventory (vehicles, ECUs), DTCs and the
+    failure ground truth still go into the lake.
+    """
+    from fleetops.sim.fleet import simulate_fleet
+    from fleetops.sim.scenario import load_scenario
+
+    with _errors():
+        if publish is not None and messages is not None:
+            raise typer.BadParameter("choose --publish or --messages, not both")
+        plan = load_scenario(scenario).with_overrides(vehicles=vehicles, days=days, seed=seed)
+        store = _lake(lake)
+        with progress_bar() as bar:
+            task = bar.add_task("simulating", total=plan.vehicle_days)
+            sim = simulate_fleet(plan, progress=lambda n: bar.update(task, advance=n))
+            if publish is None and messages is None:
+                with console.status("writing to the lake"):
+                    sim.write_to(store)
+            else:
+                store.replace("vehicles", sim.vehicles_table())
+                store.replace("ecus", sim.ecus_table())
+                store.replace("failures", sim.failures)
+                store.write("dtcs", sim.dtcs)
+                total = -(-sim.sample_count // samples_per_message)
+                sent = bar.add_task("publishing" if publish else "writing messages", total=total)
+                stream = sim.messages(samples_per_message)
+                if publish is not None:
+                    from fleetops.telemetry.mqtt import publish_messages
+
+                    publish_messages(
+                        publish, stream, on_progress=lambda n: bar.update(sent, advance=n)
+                    )
+                else:
+                    assert messages is not None
+                    with messages.open("wb") as sink:
+                        for _, payload in stream:
+                            sink.write(payload + b"\n")
+                            bar.update(sent, advance=1)
+                bar.update(sent, completed=total)
+        summary = sim.summary()
+        view = Table(title=f"scenario {plan.name}", show_header=False)
+        for key, value in summary.items():
+            view.add_row(
+                key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value)
+            )
+        out.print(view)
+        target = publish or messages or store.root
+        out.print(f"telemetry → {target}; inventory, DTCs and failures → {store.root}")
+
+
 can_app = typer.Typer(help="CAN level: simulate a bus with attacks, decode logs with a DBC.")
 app.add_typer(can_app, name="can")
 

@@ -8,7 +8,6 @@ CAN part simulates one vehicle's bus with attacks and decodes it with the shippe
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -51,11 +50,7 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo into ``out_dir`` (its ``lake/`` is recreated) and write the report."""
     track: Step = step or (lambda description, total: lambda advance: None)
-    plan = load_scenario(scenario)
-    if vehicles is not None:
-        plan = dataclasses.replace(plan, fleet=dataclasses.replace(plan.fleet, vehicles=vehicles))
-    if days is not None:
-        plan = dataclasses.replace(plan, days=days)
+    plan = load_scenario(scenario).with_overrides(vehicles=vehicles, days=days)
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
@@ -99,7 +94,7 @@ def run_demo(
 def _can_part(lake: Lake, section: dict[str, Any], track: Step) -> dict[str, Any]:
     """One test vehicle's CAN bus with attacks, kept in the lake for the IDS to come."""
     advance = track("simulating and decoding a CAN bus", 2)
-    sim = simulate_can(section or DEFAULT_CAN)
+    sim = simulate_can(section)
     advance(1)
     decoder = CanDecoder()
     start = time.perf_counter()
@@ -115,30 +110,6 @@ def _can_part(lake: Lake, section: dict[str, Any], track: Step) -> dict[str, Any
         "can_decoded_values": decoded.num_rows,
         "can_decode_frames_per_s": round(len(sim.frames) / max(decode_s, 1e-9)),
     }
-
-
-# One of each attack the simulator knows, on a two-minute mixed drive.
-DEFAULT_CAN: dict[str, Any] = {
-    "duration_s": 120,
-    "seed": 7,
-    "profile": "mixed",
-    "attacks": [
-        {"type": "flooding", "start_s": 10, "duration_s": 3, "rate_hz": 2000},
-        {"type": "fuzzing", "start_s": 25, "duration_s": 5, "rate_hz": 200},
-        {"type": "spoofing", "start_s": 40, "duration_s": 8, "signal": "Vehicle.Speed", "value": 0},
-        {"type": "replay", "start_s": 60, "duration_s": 6, "message": "EPS_Steering"},
-        {"type": "suppression", "start_s": 80, "duration_s": 5, "message": "BMS_PackStatus"},
-        {
-            "type": "masquerade",
-            "start_s": 95,
-            "duration_s": 10,
-            "message": "ESP_Dynamics",
-            "signal": "VehicleSpeed",
-            "shape": "continuous",
-            "drift_per_s": 6,
-        },
-    ],
-}
 
 
 def _lake_summary(lake: Lake) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
@@ -114,6 +114,18 @@ class Scenario:
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    def with_overrides(
+        self, *, vehicles: int | None = None, days: int | None = None, seed: int | None = None
+    ) -> Scenario:
+        """The same scenario with fleet size, length or seed replaced (validated again)."""
+        fleet = self.fleet if vehicles is None else replace(self.fleet, vehicles=vehicles)
+        return replace(
+            self,
+            fleet=fleet,
+            days=self.days if days is None else days,
+            seed=self.seed if seed is None else seed,
+        )
 
     @property
     def vehicle_days(self) -> int:
