@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from bench.common import Row, print_table
 from bench.ingest import T0_MS, float_signals, vins
 from fleetops.core.envelope import encode_message
 from fleetops.core.lake import Lake
+from fleetops.telemetry.broker import LocalMosquitto
 from fleetops.telemetry.mqtt import BrokerAddress, publish_messages
 
 SAMPLES, SIGNAL_COUNT = 60, 8
@@ -113,29 +113,15 @@ def run_ours(broker: str, messages: list[tuple[str, bytes]], lake: Path) -> floa
     return time.perf_counter() - start
 
 
-def private_broker(folder: Path) -> tuple[str, subprocess.Popen[bytes]]:
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    conf = folder / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n")
-    process = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
-    return f"mqtt://127.0.0.1:{port}", process
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=4000)
     parser.add_argument("--broker")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fleetops-e2e-"))
-    broker_process = None
+    private = None if args.broker else LocalMosquitto(folder=work / "broker").start()
     try:
-        broker = args.broker
-        if broker is None:
-            broker, broker_process = private_broker(work)
+        broker = args.broker or (private.url if private else "")
         messages = payloads(args.messages)
         values = args.messages * SAMPLES * SIGNAL_COUNT
         base = values / run_baseline(broker, messages)
@@ -145,8 +131,8 @@ def main() -> None:
             raise RuntimeError(f"lake holds {stored} values, expected {values}")
         rows = [Row("publish → broker → committed lake", values / ours_s, base, "values/s")]
     finally:
-        if broker_process is not None:
-            broker_process.terminate()
+        if private is not None:
+            private.stop()
         shutil.rmtree(work, ignore_errors=True)
     print_table(
         f"MQTT end to end on loopback, {args.messages:,} messages × {SAMPLES * SIGNAL_COUNT} values "

@@ -328,6 +328,26 @@ def simulate(
         out.print(f"telemetry → {target}; inventory, DTCs and failures → {store.root}")
 
 
+@app.command()
+def broker(
+    port: Annotated[int, typer.Option(help="Loopback port to listen on.")] = 1883,
+) -> None:
+    """Run a local Mosquitto MQTT broker for development (Ctrl-C stops it).
+
+    Needs the mosquitto binary (Debian/Ubuntu: apt-get install mosquitto). It keeps every
+    message for an ingest that is down, so nothing is lost while ingest restarts.
+    """
+    from fleetops.telemetry.broker import LocalMosquitto
+
+    with _errors():
+        local = LocalMosquitto(port=port).start()
+        out.print(f"MQTT broker listening at {local.url} (Ctrl-C stops it)")
+        try:
+            local.wait()
+        finally:
+            local.stop()
+
+
 can_app = typer.Typer(help="CAN level: simulate a bus with attacks, decode logs with a DBC.")
 app.add_typer(can_app, name="can")
 

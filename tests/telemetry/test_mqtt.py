@@ -128,3 +128,14 @@ def test_kill_9_mid_stream_loses_nothing_and_duplicates_nothing(
     assert survivor.wait(120) == 0, survivor.stderr.read() if survivor.stderr else ""
     print(survivor.stdout.read().decode() if survivor.stdout else "")
     expected_rows(Lake(lake_dir), vehicles, per_vehicle, samples)
+
+
+def test_local_broker_serves_and_stops(tmp_path: Path) -> None:
+    from fleetops.telemetry.broker import LocalMosquitto, find_mosquitto
+
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed")
+    with LocalMosquitto(folder=tmp_path) as broker:
+        assert publish_messages(broker.url, stream(1, 2)) == 2
+    with pytest.raises(ServiceUnavailableError):
+        publish_messages(broker.url, stream(1, 1))
