@@ -119,7 +119,8 @@ def _lake_summary(lake: Lake) -> dict[str, Any]:
                (SELECT count(*) FROM signals) AS signal_values,
                (SELECT count(DISTINCT signal) FROM signals) AS signals,
                (SELECT count(DISTINCT date) FROM signals) AS days,
-               (SELECT count(*) FROM failures) AS failures,
+               (SELECT count(*) FROM failures) AS faults,
+               (SELECT count(failure_ts) FROM failures) AS failures,
                (SELECT count(*) FROM dtcs) AS dtcs
         """
     ).to_pylist()[0]
