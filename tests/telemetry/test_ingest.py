@@ -5,6 +5,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from fleetops.core.errors import ValidationError
 from fleetops.core.lake import Lake, StagedFile
 from fleetops.telemetry.ingest import STALE_REASON, Ingestor, RawMessage, SeqIndex
 
@@ -146,3 +147,8 @@ def test_topic_vin_must_match_payload_vin(tmp_path: Path) -> None:
     _, payload = message(1, 0)
     batch = ingestor.ingest([RawMessage(payload, "fleetops/v1/X/signals", make_vin(2))])
     assert len(batch.dead) == 1 and "differs" in batch.dead[0].reason
+
+
+def test_consumer_name_must_be_safe_for_file_names(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="consumer name"):
+        Ingestor(Lake(tmp_path), consumer="../escape")

@@ -18,6 +18,7 @@ every few batches so start-up replays only recent commit records.
 from __future__ import annotations
 
 import bisect
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -28,9 +29,11 @@ from typing import NamedTuple
 import orjson
 
 from fleetops.core.envelope import DecodedBatch, EnvelopeDecoder
+from fleetops.core.errors import ValidationError
 from fleetops.core.lake import TMP_SUFFIX, Lake, StagedFile, atomic_write
 from fleetops.core.vss import SignalCatalog, default_catalog
 
+_CONSUMER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 DEFAULT_WINDOW = 1_000_000  # seqs per VIN remembered behind the newest one
 STALE_REASON = "seq older than the de-duplication window"
 
@@ -162,6 +165,10 @@ class Ingestor:
         checkpoint_every: int = 64,
         max_payload_bytes: int | None = None,
     ) -> None:
+        if not _CONSUMER_NAME.match(consumer):
+            raise ValidationError(
+                f"consumer name {consumer!r}: use 1-64 letters, digits, '.', '_' or '-'"
+            )
         self.lake = lake
         self.consumer = consumer
         self.decoder = (
