@@ -7,30 +7,21 @@ could not be reached, 130 interrupted.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from fleetops import config
-from fleetops.core.errors import FleetopsError
+from fleetops.cli_support import console, errors, out, print_table, progress_bar
 from fleetops.core.lake import Lake
+from fleetops.footprint.cli import footprint_app
 
 app = typer.Typer(
     name="fleetops",
@@ -39,63 +30,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(stderr=True)
-out = Console()
-
+app.add_typer(footprint_app, name="footprint")
 LakeOption = Annotated[
     Path | None,
     typer.Option("--lake", help="Lake folder (default: $FLEETOPS_LAKE or ./fleetops-data/lake)."),
 ]
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 def _lake(path: Path | None) -> Lake:
     return Lake(path if path is not None else config.lake_dir())
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Turn our errors into a one-line message and a meaningful exit code."""
-    try:
-        yield
-    except FleetopsError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
-        raise typer.Exit(130) from None
-
-
-def progress_bar(transient: bool = False) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=transient,
-    )
-
-
-def print_table(table: pa.Table, *, limit: int = 50, title: str | None = None) -> None:
-    view = Table(title=title, show_lines=False)
-    for name in table.column_names:
-        view.add_column(name, overflow="fold")
-    for row in table.slice(0, limit).to_pylist():
-        view.add_row(*("" if v is None else _fmt(v) for v in row.values()))
-    out.print(view)
-    if table.num_rows > limit:
-        console.print(f"… {table.num_rows - limit} more rows (use --limit or --format)")
-
-
-def _fmt(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, bytes):
-        return value[:32].hex() + ("…" if len(value) > 32 else "")
-    return str(value)
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -115,7 +58,7 @@ def query(
 
     Example: fleetops query "SELECT signal, avg(value) FROM signals GROUP BY 1"
     """
-    with _errors():
+    with errors():
         result = _lake(lake).query(sql)
         if fmt == "table":
             print_table(result, limit=limit)
@@ -140,7 +83,7 @@ def query(
 @app.command()
 def tables(lake: LakeOption = None) -> None:
     """List the lake's tables with their row counts."""
-    with _errors():
+    with errors():
         store = _lake(lake)
         names = store.tables()
         if not names:
@@ -208,7 +151,7 @@ def ingest(
     """
     from fleetops.telemetry.ingest import Ingestor, read_message_file
 
-    with _errors():
+    with errors():
         if (broker is None) == (not files):
             raise typer.BadParameter("give either message FILES or --broker URL")
         store = _lake(lake)
@@ -285,7 +228,7 @@ def simulate(
     from fleetops.sim.fleet import simulate_fleet
     from fleetops.sim.scenario import load_scenario
 
-    with _errors():
+    with errors():
         if publish is not None and messages is not None:
             raise typer.BadParameter("choose --publish or --messages, not both")
         plan = load_scenario(scenario).with_overrides(vehicles=vehicles, days=days, seed=seed)
@@ -339,7 +282,7 @@ def broker(
     """
     from fleetops.telemetry.broker import LocalMosquitto
 
-    with _errors():
+    with errors():
         local = LocalMosquitto(port=port).start()
         out.print(f"MQTT broker listening at {local.url} (Ctrl-C stops it)")
         try:
@@ -380,7 +323,7 @@ def can_simulate(
     from fleetops.sim.scenario import load_scenario
     from fleetops.telemetry.canlog import write_can_log
 
-    with _errors():
+    with errors():
         section: dict[str, Any] = dict(load_scenario(scenario).can) if scenario else {}
         if duration is not None:
             section["duration_s"] = duration
@@ -439,7 +382,7 @@ def can_decode(
     from fleetops.telemetry.can_decode import CanDecoder
     from fleetops.telemetry.canlog import read_can_log
 
-    with _errors():
+    with errors():
         if vin is None and output is None:
             raise typer.BadParameter("give --vin (store in the lake) and/or --output FILE")
         with console.status(f"reading {log}"):
@@ -494,7 +437,7 @@ def demo(
     from fleetops.demo import run_demo
 
     target = out_dir if out_dir is not None else config.data_dir() / "demo"
-    with _errors(), progress_bar() as bar:
+    with errors(), progress_bar() as bar:
 
         def step(description: str, total: int) -> Callable[[int], None]:
             task = bar.add_task(description, total=total)
