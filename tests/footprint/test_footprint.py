@@ -265,3 +265,27 @@ def test_real_trace_importers(fmt: str, sub: str, count: int) -> None:
     assert len(inv.workloads) == count
     d = build_demand(inv.workloads, 95, fmt != "alibaba")
     assert (d.values >= 0).all() and d.values[:, 0].max() > 0
+
+
+def test_fit_profile_amplitude_in_generator_domain() -> None:
+    """A near-idle VM with one busy hour must not drag the fitted amplitude above 0.95."""
+    import numpy as np
+
+    from fleetops.footprint.model import Inventory, Series
+    from fleetops.footprint.synth import fit_profile
+
+    hour = np.arange(288) // 12
+    ws = []
+    for i in range(12):
+        cpu = np.where(hour == i, 4.0, 0.01)  # amplitude (max - min) / 2 / mean ~ 11
+        ws.append(
+            Workload(
+                f"v{i}",
+                series=Series(hour=hour, cpu=cpu, memory_gb=np.ones(288)),
+                cpu_alloc=4,
+                memory_alloc_gb=8,
+            )
+        )
+    pr = fit_profile(Inventory("t", workloads=ws))
+    assert 0 <= pr.diurnal[0] <= 0.95
+    assert abs(sum(pr.peak_hours) - 1) < 1e-9

@@ -21,7 +21,7 @@ import polars as pl
 from fleetops.core.errors import ConfigError, ValidationError
 from fleetops.footprint.model import HOURS, Host, Inventory, Series, TargetType, Workload
 
-FORMATS = ("bitbrains", "planetlab", "azure", "alibaba", "csv")
+FORMATS = ("bitbrains", "planetlab", "azure", "alibaba", "csv", "json")
 
 
 def _bad(path: Path | str, line: int | str, field: str, why: str) -> ValidationError:

@@ -647,7 +647,8 @@ def _lns(
         tried += 1
         sub_load = sum(st.loads[j] for j in chosen)
         caps = np.stack([st.bins[j].cap for j in chosen])
-        room = caps.sum(axis=0) - caps.min(axis=0)
+        with np.errstate(invalid="ignore"):  # inf - inf: storage not limited
+            room = np.nan_to_num(caps.sum(axis=0) - caps.min(axis=0), nan=np.inf)
         if len(chosen) < 2 or np.any(sub_load > room[:, None] * (1 + EPS)):
             k = min(k + 1, 24)
             continue

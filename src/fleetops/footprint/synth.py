@@ -47,7 +47,9 @@ def fit_profile(inv: Inventory) -> Profile:
             np.bincount(s.hour, minlength=HOURS), 1
         )
         if hourly.mean() > 0:
-            amp.append(float((hourly.max() - hourly.min()) / 2 / hourly.mean()))
+            # Fit in the generator's domain: it clips amplitudes to [0, 0.95]; unclipped,
+            # near-idle VMs with one busy hour give amplitudes of 10+ that swamp the mean.
+            amp.append(min(float((hourly.max() - hourly.min()) / 2 / hourly.mean()), 0.95))
             peaks[int(hourly.argmax())] += 1
     lu, lm = np.log(util), np.log(mem)
     return Profile(
@@ -55,8 +57,8 @@ def fit_profile(inv: Inventory) -> Profile:
         mem_per_core_log=(float(mpc.mean()), float(mpc.std())),
         cpu_util_log=(float(lu.mean()), float(lu.std())),
         mem_util_log=(float(lm.mean()), float(lm.std())),
-        diurnal=(float(np.mean(amp)), float(np.std(amp))),
-        peak_hours=list(peaks / peaks.sum()),
+        diurnal=(float(np.mean(amp)), float(np.std(amp))) if amp else Profile().diurnal,
+        peak_hours=[float(x) for x in peaks / peaks.sum()] if amp else Profile().peak_hours,
     )
 
 
