@@ -289,3 +289,34 @@ def test_fit_profile_amplitude_in_generator_domain() -> None:
     pr = fit_profile(Inventory("t", workloads=ws))
     assert 0 <= pr.diurnal[0] <= 0.95
     assert abs(sum(pr.peak_hours) - 1) < 1e-9
+
+
+def test_plan_chooses_the_cheapest_target_type(tmp_path: Path) -> None:
+    src = tmp_path / "inv"
+    src.mkdir()
+    (src / "workloads.csv").write_text(
+        "workload,cpu_p95,memory_gb_p95\n" + "".join(f"w{i},3,4\n" for i in range(30))
+    )
+    # 30 workloads of 3 cores at 80 % headroom: a small box (9.6 usable cores) holds 3,
+    # so 10 cost 1,000; a large one (25.6) holds 8, so 4 cost 1,600; tiny holds none
+    (src / "targets.csv").write_text(
+        "name,cpu,memory_gb,price_per_month\nsmall,12,64,100\nlarge,32,128,400\ntiny,2,4,10\n"
+    )
+    result = CliRunner().invoke(
+        footprint_app,
+        ["plan", "--format", "csv", "--input", str(src), "--out", str(tmp_path / "out")],
+    )
+    assert result.exit_code == 0, result.output
+    assert "type small: 10 hosts, 1,000/month ← chosen" in result.output
+    assert "type large: 4 hosts, 1,600/month" in result.output
+    assert "type tiny: infeasible" in result.output
+    placement = (tmp_path / "out" / "placement.csv").read_text().splitlines()
+    assert len(placement) == 31
+
+
+def test_plan_without_host_size_or_targets_is_a_clear_error(tmp_path: Path) -> None:
+    src = tmp_path / "inv"
+    src.mkdir()
+    (src / "workloads.csv").write_text("workload,cpu_p95,memory_gb_p95\nw,1,1\n")
+    result = CliRunner().invoke(footprint_app, ["plan", "--format", "csv", "--input", str(src)])
+    assert result.exit_code == 2 and "lists no target types" in " ".join(result.output.split())

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fleetops.cli_support import console, errors, out
 from fleetops.core.errors import ConfigError
+from fleetops.footprint.choose import plan_cheapest
 from fleetops.footprint.demand import build_demand
 from fleetops.footprint.importers import FORMATS, load
 from fleetops.footprint.model import TargetType
@@ -43,11 +44,18 @@ def import_(fmt: FormatOption, input_path: InputOption) -> None:
 def plan(
     fmt: FormatOption,
     input_path: InputOption,
-    host_cpu: Annotated[float, typer.Option("--host-cpu", help="Target host cores.")],
+    host_cpu: Annotated[
+        float | None,
+        typer.Option(
+            "--host-cpu",
+            help="Target host cores (without it and --host-memory-gb: plan each target type "
+            "of the inventory and keep the cheapest).",
+        ),
+    ] = None,
     host_memory_gb: Annotated[
-        float, typer.Option("--host-memory-gb", help="Target host memory, GB.")
-    ],
-    out_dir: Annotated[Path, typer.Option("--out", help="Plan folder to write.")],
+        float | None, typer.Option("--host-memory-gb", help="Target host memory, GB.")
+    ] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Plan folder to write.")] = Path("plan"),
     headroom: Annotated[
         float, typer.Option(help="Keep demand under this share of capacity.")
     ] = 0.8,
@@ -65,13 +73,17 @@ def plan(
     with errors():
         if not 0 < headroom <= 1:
             raise ConfigError(f"--headroom must be in (0, 1], got {headroom:g}")
-        if host_cpu <= 0 or host_memory_gb <= 0:
+        if (host_cpu is None) != (host_memory_gb is None):
+            raise ConfigError("give --host-cpu and --host-memory-gb together (or neither)")
+        if (
+            host_cpu is not None
+            and host_memory_gb is not None
+            and min(host_cpu, host_memory_gb) <= 0
+        ):
             raise ConfigError("--host-cpu and --host-memory-gb must be > 0")
         inv = load(fmt, input_path)
         demand = build_demand(inv.workloads, percentile, time_aware)
-        target = TargetType(
-            "target", host_cpu, host_memory_gb, price_per_month=host_price, power_w=host_power_w
-        )
+        options = SolveOptions(headroom=headroom, time_limit=time_limit, use_existing=use_existing)
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -80,14 +92,37 @@ def plan(
             transient=True,
         ) as bar:
             task = bar.add_task("planning", total=1.0)
-            result = solve(
-                inv.workloads,
-                demand,
-                inv.hosts,
-                target,
-                SolveOptions(headroom=headroom, time_limit=time_limit, use_existing=use_existing),
-                progress=lambda msg, frac: bar.update(task, description=msg, completed=frac),
-            )
+
+            def step(msg: str, frac: float) -> None:
+                bar.update(task, description=msg, completed=frac)
+
+            if host_cpu is not None and host_memory_gb is not None:
+                target = TargetType(
+                    "target",
+                    host_cpu,
+                    host_memory_gb,
+                    price_per_month=host_price,
+                    power_w=host_power_w,
+                )
+                result = solve(inv.workloads, demand, inv.hosts, target, options, progress=step)
+            else:
+                if not inv.targets:
+                    raise ConfigError(
+                        f"{input_path} lists no target types: give --host-cpu and --host-memory-gb"
+                    )
+                best, outcomes = plan_cheapest(
+                    inv.workloads, demand, inv.hosts, inv.targets, options, progress=step
+                )
+                assert best.plan is not None
+                target, result = best.target, best.plan
+                for o in outcomes:
+                    verdict = (
+                        f"{o.plan.hosts_used} hosts, {o.plan.hosts_used * o.target.price_per_month:,.0f}/month"
+                        if o.plan is not None
+                        else f"infeasible: {o.infeasible}"
+                    )
+                    mark = " ← chosen" if o is best else ""
+                    out.print(f"type {o.target.name}: {verdict}{mark}", highlight=False)
         summary = summarise(inv, result, target, target_reduction)
         write_plan(out_dir, result, demand, summary, inv.notes)
         out.print(f"hosts used: {result.hosts_used}")
