@@ -29,6 +29,9 @@ def test_every_command_has_help() -> None:
         "demo",
         "tables",
         "catalog",
+        "broker",
+        "footprint plan",
+        "ids evaluate",
         "can simulate",
         "can decode",
     ):

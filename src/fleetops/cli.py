@@ -22,6 +22,7 @@ from fleetops import config
 from fleetops.cli_support import console, errors, out, print_table, progress_bar
 from fleetops.core.lake import Lake
 from fleetops.footprint.cli import footprint_app
+from fleetops.security.ids.cli import ids_app
 
 app = typer.Typer(
     name="fleetops",
@@ -31,6 +32,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(footprint_app, name="footprint")
+app.add_typer(ids_app, name="ids")
 LakeOption = Annotated[
     Path | None,
     typer.Option("--lake", help="Lake folder (default: $FLEETOPS_LAKE or ./fleetops-data/lake)."),

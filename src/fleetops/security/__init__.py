@@ -1,0 +1,1 @@
+"""Cyber defence of the fleet's vehicles: in-vehicle intrusion detection (:mod:`.ids`)."""

@@ -1,0 +1,415 @@
+"""Scoring CAN frames against an :class:`IdsModel`: a vectorised batch scorer over whole
+logs and a streaming scorer taking one frame at a time, which compute the same scores.
+
+Per frame (in time order), with up to three previous frames of the same id kept:
+
+* an id never seen in training: ``flooding`` if it repeats within ``flood_s``, else
+  ``id_fuzzing``;
+* timing: early if the gap to the previous frame of the id is below the learned band and
+  neither the gap to the 2nd nor the 3rd previous frame is inside the band (so the real
+  frame after an injected one is excused), or if the last three gaps together are
+  shorter than two ever were in training (extra frames interleaved at the id's own
+  cycle); an id pair never seen in sequence is recorded as evidence only (across drives
+  it is too common to alert on);
+* payload: a DLC never seen; frozen bits broken and byte values outside the learned
+  ranges (absolute checks: they need several broken bits / bytes, and support from
+  timing or an over-threshold transition, see GATE); the surprise of the transition
+  from the nearest of the last three frames that explains it (so one injected frame does
+  not also flag the real frame after it), which alone must reach TRANS_ALONE times its
+  threshold.
+
+Thresholds come from :func:`~fleetops.security.ids.model.train`, calibrated on held-out
+benign traffic.
+
+``score`` is the largest of these, each scaled so that 1 is its threshold; a frame alerts
+when ``score >= 1``. Alerted frames are named (see :data:`ATTACKS`) and merged by
+:class:`AlertAggregator` into alerts per attack type and id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fleetops.core.types import CanFrames
+from fleetops.security.ids.model import IdsModel, same_id_history
+
+ATTACKS: tuple[str, ...] = (
+    "",
+    "flooding",
+    "id_fuzzing",
+    "payload_fuzzing",
+    "replay",
+    "sequence_replay",
+    "spoofing",
+    "masquerade",
+    "suppression",
+)
+(
+    NONE,
+    FLOODING,
+    ID_FUZZING,
+    PAYLOAD_FUZZING,
+    REPLAY,
+    SEQUENCE_REPLAY,
+    SPOOFING,
+    MASQUERADE,
+    SUPPRESSION,
+) = range(9)
+EVIDENCE: tuple[str, ...] = (
+    "unknown_id",
+    "early",
+    "unseen_dlc",
+    "frozen_bits",
+    "transition",
+    "byte_range",
+    "unseen_sequence",
+    "silence",
+)
+E_UNKNOWN, E_EARLY, E_DLC, E_FROZEN, E_TRANSITION, E_RANGE, E_SEQUENCE, E_SILENCE = (
+    1 << i for i in range(8)
+)
+UNKNOWN_SCORE = 10.0
+DLC_SCORE = 10.0
+FROZEN_BITS = 6.0  # frozen bits broken for the frozen-bit check to alert
+# Frozen bits and byte ranges are absolute: a legitimate signal that drifts past what any
+# training drive saw breaks them on every frame from then on, so they count only where
+# the frame is also early or its transition is at least GATE times its own learned
+# threshold (or on ids too rare for timing or transitions to be learned).
+GATE = 1.0
+# A transition anomaly with neither timing support nor a frozen-bit / range break must be
+# this many times its (held-out calibrated) threshold: another drive's signals reach
+# values, and so bit flips, no training drive made. Like GATE, a fixed multiplier on what
+# was learned, the same for every vehicle (docs/ids.md: how it was chosen).
+TRANS_ALONE = 4.0
+RANGE_BYTES = 4.0  # bytes outside their range for the range check to alert
+TICK_S = 0.1  # suppression is checked when a frame opens a new 100 ms tick
+_SLOTS = 0xFFF  # unknown ids are remembered in 4096 slots (bounded memory)
+_TINY = 1e-9
+
+
+def evidence_names(code: int) -> list[str]:
+    return [name for i, name in enumerate(EVIDENCE) if code >> i & 1]
+
+
+@dataclass(slots=True)
+class FrameScores:
+    """Per frame, in the order the frames were given."""
+
+    score: npt.NDArray[np.float64]
+    attack: npt.NDArray[np.int8]  # index into ATTACKS, 0 where the frame does not alert
+    evidence: npt.NDArray[np.int16]  # E_* bits
+    # Suppression found at a frame (index into the frames, model row of the silent id).
+    suppressed: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def alert(self) -> npt.NDArray[np.bool_]:
+        return self.score >= 1.0
+
+
+def byte_tables(model: IdsModel) -> npt.NDArray[np.float64]:
+    """(k, 8, 256): the surprise of each xor byte value at each byte position."""
+    bits = ((np.arange(256)[:, None] >> np.arange(8)[None, :]) & 1).astype(np.float64)
+    k = len(model)
+    tables = np.zeros((k, 8, 256))
+    for j in range(8):
+        w = model.flip_w[:, 8 * j : 8 * j + 8]  # (k, 8)
+        # Summed bit by bit, in order, so the streaming scorer's Python sums match.
+        acc = np.zeros((k, 256))
+        for b in range(8):
+            acc = acc + w[:, b][:, None] * bits[None, :, b]
+        tables[:, j, :] = acc
+    return tables
+
+
+class _Prepared:
+    """The model in the shapes each scorer wants, built once per model."""
+
+    def __init__(self, model: IdsModel) -> None:
+        self.model = model
+        self.tables = byte_tables(model)
+        self.flip_thr = model.flip_thr
+        self.k = len(model)
+
+
+def score_frames(
+    model: IdsModel, frames: CanFrames, prepared: _Prepared | None = None
+) -> FrameScores:
+    """Score every frame of a log at once (the batch scorer)."""
+    prep = prepared or _Prepared(model)
+    n = len(frames)
+    order = np.argsort(frames.timestamp, kind="stable")
+    in_order = bool(np.all(order[1:] > order[:-1])) if n > 1 else True
+    t = frames.timestamp if in_order else frames.timestamp[order]
+    ids = frames.arbitration_id if in_order else frames.arbitration_id[order]
+    data = frames.data if in_order else frames.data[order]
+    dlc = frames.dlc if in_order else frames.dlc[order]
+    p = model.params
+    k = prep.k
+    row = model.index_of(ids)
+    known = row >= 0
+    r = np.maximum(row, 0)
+    key = np.where(known, row, k + (ids & np.uint32(_SLOTS)).astype(np.int64))
+    word = np.ascontiguousarray(data).view("<u8").reshape(-1)
+    prev = [same_id_history(key, lag) for lag in (1, 2, 3)]
+    has = [q >= 0 for q in prev]
+    dts = [np.where(h, t - t[np.maximum(q, 0)], np.inf) for q, h in zip(prev, has, strict=True)]
+    score = np.zeros(n)
+    evidence = np.zeros(n, dtype=np.int16)
+    attack = np.zeros(n, dtype=np.int8)
+
+    # Unknown ids (only the same id in the same slot counts as a repeat).
+    same1 = has[0] & (ids[np.maximum(prev[0], 0)] == ids)
+    unknown = ~known
+    score[unknown] = UNKNOWN_SCORE
+    evidence[unknown] |= E_UNKNOWN
+    flood_u = unknown & same1 & (dts[0] < p.flood_s)
+    attack[unknown] = np.where(flood_u[unknown], FLOODING, ID_FUZZING)
+
+    # Timing.
+    lo, hi = model.dt_lo[r], model.dt_hi[r]
+    excused = np.zeros(n, dtype=bool)
+    for d in dts[1:]:
+        excused |= (d >= lo) & (d <= hi)
+    prev_any = np.concatenate([[k], row[:-1]]) if n else row
+    unseen_pair = known & (model.pairs[np.where(prev_any < 0, k, prev_any), r] == 0)
+    judged = known & has[0] & (lo > 0) & ~excused
+    time_score = np.where(judged, lo / np.maximum(dts[0], _TINY), 0.0)
+    lo3 = model.dt3_lo[r]
+    rate_judged = known & has[2] & (lo3 > 0)
+    time_score = np.maximum(time_score, np.where(rate_judged, lo3 / np.maximum(dts[2], _TINY), 0.0))
+    early = time_score >= 1.0
+
+    # Payload.
+    dlc_bad = known & ((model.dlc_mask[r] >> dlc.astype(np.uint16)) & 1 == 0)
+    frozen = np.bitwise_count((word ^ model.const_val[r]) & model.const_mask[r]).astype(np.int64)
+    frozen = np.where(known, frozen, 0)
+    inside = np.arange(8)[None, :] < dlc[:, None]
+    out_range = ((data < model.byte_lo[r]) | (data > model.byte_hi[r])) & inside
+    n_range = np.where(known, out_range.sum(axis=1), 0)
+    surprise = []
+    for q, h in zip(prev, has, strict=True):
+        x = word ^ word[np.maximum(q, 0)]
+        s = np.zeros(n)
+        for j in range(8):
+            s = s + prep.tables[r, j, ((x >> np.uint64(8 * j)) & np.uint64(0xFF)).astype(np.intp)]
+        surprise.append(np.where(h, s, np.inf))
+    thr = prep.flip_thr[r]
+    s1, s2, s3 = surprise
+    trans = np.where(
+        s1 < thr,
+        s1,
+        np.where(s2 < thr, s2, np.where(s3 < thr, s3, np.minimum(s1, np.minimum(s2, s3)))),
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        trans = np.where(known & has[0] & np.isfinite(thr), trans / thr, 0.0)
+    trans = np.where(np.isfinite(trans), trans, 0.0)
+    trans_eff = np.where(early, trans, trans / TRANS_ALONE)
+    payload = np.maximum.reduce(
+        [
+            np.where(dlc_bad, DLC_SCORE, 0.0),
+            # Absolute checks vary between drives: they need timing or transition support,
+            # except on ids too rare for either to be learned (nothing else watches them).
+            np.where(
+                early | (trans >= GATE) | ((lo <= 0) & ~np.isfinite(thr)),
+                np.maximum(frozen / FROZEN_BITS, n_range / RANGE_BYTES),
+                0.0,
+            ),
+            trans_eff,
+        ]
+    )
+    kn = known
+    score[kn] = np.maximum(time_score, payload)[kn]
+    evidence |= np.where(kn & early, E_EARLY, 0).astype(np.int16)
+    evidence |= np.where(dlc_bad, E_DLC, 0).astype(np.int16)
+    evidence |= np.where(frozen > 0, E_FROZEN, 0).astype(np.int16)
+    evidence |= np.where(kn & (trans >= 1.0), E_TRANSITION, 0).astype(np.int16)
+    evidence |= np.where(n_range > 0, E_RANGE, 0).astype(np.int16)
+    evidence |= np.where(kn & unseen_pair & early, E_SEQUENCE, 0).astype(np.int16)
+
+    # Names of known-id alerts.
+    pay_alert = kn & (payload >= 1.0)
+    fuzz = dlc_bad | (frozen >= p.const_fuzz_bits)
+    time_only = kn & early & ~pay_alert
+    flood = time_only & has[2] & (dts[2] < lo)
+    prev_time_only = np.concatenate([[False], time_only[:-1]]) if n else time_only
+    prev_ids = np.concatenate([[ids[0] if n else 0], ids[:-1]]) if n else ids
+    gap_any = np.concatenate([[np.inf], np.diff(t)]) if n else t
+    seq = time_only & ~flood & prev_time_only & (prev_ids != ids) & (gap_any < lo)
+    named = np.select(
+        [pay_alert & fuzz, pay_alert & early, pay_alert, flood, seq, time_only],
+        [PAYLOAD_FUZZING, SPOOFING, MASQUERADE, FLOODING, SEQUENCE_REPLAY, REPLAY],
+        NONE,
+    )
+    attack[kn] = named[kn]
+    attack[score < 1.0] = NONE
+
+    suppressed = _suppression(model, t, row)
+    if not in_order:
+        inverse = np.empty(n, dtype=np.int64)
+        inverse[order] = np.arange(n)
+        score, attack, evidence = score[inverse], attack[inverse], evidence[inverse]
+        suppressed = [(int(order[i]), rr) for i, rr in suppressed]
+    return FrameScores(score, attack, evidence, suppressed)
+
+
+def _suppression(
+    model: IdsModel, t: npt.NDArray[np.float64], row: npt.NDArray[np.int64]
+) -> list[tuple[int, int]]:
+    """(frame, row) where a frame opening a new tick finds an id silent too long."""
+    n = t.size
+    if n < 2:
+        return []
+    tick = np.floor(t / TICK_S)
+    ticks = np.flatnonzero(tick[1:] > tick[:-1]) + 1
+    found: list[tuple[int, int]] = []
+    order = np.argsort(row, kind="stable")
+    bounds = np.searchsorted(row[order], np.arange(len(model) + 1))
+    for r in np.flatnonzero(np.isfinite(model.dt_sup)):
+        own = order[bounds[r] : bounds[r + 1]]  # frame indices of row r, ascending
+        pos = np.searchsorted(own, ticks) - 1
+        last = np.where(pos >= 0, t[own[np.maximum(pos, 0)]] if own.size else t[0], t[0])
+        over = t[ticks] - last > model.dt_sup[r]
+        # One report per silence: the first tick of each run with the same last frame.
+        fresh = over & ~np.concatenate([[False], over[:-1] & (pos[1:] == pos[:-1])])
+        found.extend((int(i), int(r)) for i in ticks[fresh])
+    found.sort()
+    return found
+
+
+# -- alerts ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Alert:
+    """One incident: frames of one attack type (and id) less than ``gap_s`` apart."""
+
+    time: float  # first frame, seconds (the capture's clock)
+    last_time: float
+    attack: str
+    arbitration_id: int | None  # None: many ids (id fuzzing)
+    score: float
+    frames: int
+    evidence: list[str]
+    signal: str | None = None
+    ids: list[int] = field(default_factory=list)  # id fuzzing: the first ids seen
+
+    def key(self) -> tuple[float, str, int]:
+        return (self.time, self.attack, -1 if self.arbitration_id is None else self.arbitration_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "time": self.time,
+            "last_time": self.last_time,
+            "attack": self.attack,
+            "arbitration_id": self.arbitration_id,
+            "signal": self.signal,
+            "score": self.score,
+            "frames": self.frames,
+            "evidence": self.evidence,
+            "ids": self.ids,
+        }
+
+
+class AlertAggregator:
+    """Merges alerting frames into :class:`Alert` incidents; both scorers feed it the same
+    events in the same order, so they give the same alerts. Memory: one open incident per
+    (attack, id), closed once ``gap_s`` passes without a frame."""
+
+    def __init__(self, gap_s: float = 1.0, max_ids: int = 16) -> None:
+        self.gap_s = gap_s
+        self.max_ids = max_ids
+        self._open: dict[tuple[int, int], Alert] = {}
+
+    def add(
+        self, t: float, attack: int, arbitration_id: int, score: float, evidence: int
+    ) -> list[Alert]:
+        """Record one event; returns the incidents it closed (quiet for ``gap_s``)."""
+        closed = self._expire(t)
+        many = attack == ID_FUZZING
+        key = (attack, -1 if many else arbitration_id)
+        alert = self._open.get(key)
+        if alert is None:
+            alert = Alert(
+                time=t,
+                last_time=t,
+                attack=ATTACKS[attack],
+                arbitration_id=None if many else arbitration_id,
+                score=score,
+                frames=0,
+                evidence=evidence_names(evidence),
+            )
+            self._open[key] = alert
+        alert.last_time = t
+        alert.frames += 1
+        alert.score = max(alert.score, score)
+        for name in evidence_names(evidence):
+            if name not in alert.evidence:
+                alert.evidence.append(name)
+        if many and arbitration_id not in alert.ids and len(alert.ids) < self.max_ids:
+            alert.ids.append(arbitration_id)
+        return closed
+
+    def _expire(self, t: float) -> list[Alert]:
+        done = [key for key, a in self._open.items() if t - a.last_time > self.gap_s]
+        return [self._open.pop(key) for key in done]
+
+    def flush(self) -> list[Alert]:
+        out = list(self._open.values())
+        self._open.clear()
+        return out
+
+
+def alerts_from_scores(
+    model: IdsModel, frames: CanFrames, scores: FrameScores, gap_s: float = 1.0
+) -> list[Alert]:
+    """The incidents of a batch-scored log, in the order the streaming scorer closes them
+    (then sorted by time)."""
+    order = np.argsort(frames.timestamp, kind="stable")
+    flagged = scores.alert[order]
+    supp: dict[int, list[int]] = {}
+    for i, r in scores.suppressed:
+        supp.setdefault(i, []).append(r)
+    rank = np.empty(len(frames), dtype=np.int64)
+    rank[order] = np.arange(len(frames))
+    events = sorted(set(np.flatnonzero(flagged).tolist()) | {int(rank[i]) for i in supp})
+    agg = AlertAggregator(gap_s)
+    out: list[Alert] = []
+    for pos in events:
+        i = int(order[pos])
+        t = float(frames.timestamp[i])
+        for r in supp.get(i, []):
+            out += agg.add(t, SUPPRESSION, int(model.ids[r]), 1.0, E_SILENCE)
+        if flagged[pos]:
+            out += agg.add(
+                t,
+                int(scores.attack[i]),
+                int(frames.arbitration_id[i]),
+                float(scores.score[i]),
+                int(scores.evidence[i]),
+            )
+    out += agg.flush()
+    return sorted(out, key=Alert.key)
+
+
+def iter_frames(frames: CanFrames) -> Iterator[tuple[float, int, int, bytes]]:
+    """(timestamp, id, dlc, 8 payload bytes) per frame, for feeding a streaming scorer."""
+    data = np.ascontiguousarray(frames.data).tobytes()
+    for i, (t, a, d) in enumerate(
+        zip(
+            frames.timestamp.tolist(),
+            frames.arbitration_id.tolist(),
+            frames.dlc.tolist(),
+            strict=True,
+        )
+    ):
+        yield t, a, d, data[8 * i : 8 * i + 8]
+
+
+def feed(scorer: Any, frames: Iterable[tuple[float, int, int, bytes]]) -> None:
+    for t, a, d, payload in frames:
+        scorer.push(t, a, d, payload)

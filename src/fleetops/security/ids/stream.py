@@ -1,0 +1,236 @@
+"""The streaming form of the scorer: one frame at a time, bounded memory, the same scores
+and alerts as :func:`~fleetops.security.ids.detect.score_frames` on the same frames.
+
+State: per known id its last three timestamps and payloads, 4096 slots for unknown ids,
+the previous frame, and the open alert incidents. Frames are taken in arrival order (a bus
+delivers them in time order; the batch scorer sorts a log first).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from fleetops.security.ids.detect import (
+    _SLOTS,
+    _TINY,
+    DLC_SCORE,
+    E_DLC,
+    E_EARLY,
+    E_FROZEN,
+    E_RANGE,
+    E_SEQUENCE,
+    E_SILENCE,
+    E_TRANSITION,
+    E_UNKNOWN,
+    FLOODING,
+    FROZEN_BITS,
+    GATE,
+    ID_FUZZING,
+    MASQUERADE,
+    NONE,
+    PAYLOAD_FUZZING,
+    RANGE_BYTES,
+    REPLAY,
+    SEQUENCE_REPLAY,
+    SPOOFING,
+    SUPPRESSION,
+    TICK_S,
+    TRANS_ALONE,
+    UNKNOWN_SCORE,
+    Alert,
+    AlertAggregator,
+    byte_tables,
+)
+from fleetops.security.ids.model import IdsModel
+
+_INF = math.inf
+
+
+class StreamingScorer:
+    """Score frames one by one; :meth:`push` returns the frame's (score, attack, evidence)
+    and collects closed incidents in :attr:`alerts`."""
+
+    def __init__(self, model: IdsModel, gap_s: float = 1.0) -> None:
+        self.model = model
+        p = model.params
+        self.k = k = len(model)
+        self._row = {int(a): r for r, a in enumerate(model.ids.tolist())}
+        self._lo = model.dt_lo.tolist()
+        self._hi = model.dt_hi.tolist()
+        self._lo3 = model.dt3_lo.tolist()
+        self._sup = model.dt_sup.tolist()
+        self._dlc = model.dlc_mask.tolist()
+        self._cmask = [int(v) for v in model.const_mask.tolist()]
+        self._cval = [int(v) for v in model.const_val.tolist()]
+        self._thr = model.flip_thr.tolist()
+        self._blo = [bytes(b) for b in model.byte_lo.tolist()]
+        self._bhi = [bytes(b) for b in model.byte_hi.tolist()]
+        self._pairs = [bytes(r) for r in model.pairs.tolist()]
+        tables = byte_tables(model)
+        self._tables = [[tables[r, j].tolist() for j in range(8)] for r in range(k)]
+        self._flood_s = p.flood_s
+        self._fuzz_bits = p.const_fuzz_bits
+        # Per known row: the last three (time, payload word), newest first.
+        self._hist: list[list[tuple[float, int]]] = [[] for _ in range(k)]
+        self._last_seen: list[float | None] = [None] * k
+        self._reported = [False] * k
+        self._unknown: dict[int, tuple[int, float]] = {}
+        self._prev_row = k
+        self._prev_id = -1
+        self._prev_t = _INF
+        self._prev_time_only = False
+        self._first_t: float | None = None
+        self._tick: float | None = None
+        self._agg = AlertAggregator(gap_s)
+        self.alerts: list[Alert] = []
+        self.frames = 0
+
+    def _surprise(self, r: int, x: int) -> float:
+        tab = self._tables[r]
+        s = 0.0
+        for j in range(8):
+            s = s + tab[j][(x >> (8 * j)) & 0xFF]
+        return s
+
+    def _check_silence(self, t: float) -> None:
+        first = self._first_t
+        assert first is not None
+        for r in range(self.k):
+            sup = self._sup[r]
+            if sup == _INF or self._reported[r]:
+                continue
+            last = self._last_seen[r]
+            if t - (first if last is None else last) > sup:
+                self._reported[r] = True
+                self.alerts += self._agg.add(t, SUPPRESSION, int(self.model.ids[r]), 1.0, E_SILENCE)
+
+    def push(
+        self, t: float, arbitration_id: int, dlc: int, payload: bytes
+    ) -> tuple[float, int, int]:
+        """Score one frame (``payload``: 8 bytes, zero past the DLC)."""
+        self.frames += 1
+        if self._first_t is None:
+            self._first_t = t
+        tick = math.floor(t / TICK_S)
+        if self._tick is not None and tick > self._tick:
+            self._check_silence(t)
+        self._tick = tick if self._tick is None else max(tick, self._tick)
+        r = self._row.get(arbitration_id, -1)
+        word = int.from_bytes(payload, "little")
+        score = 0.0
+        attack = NONE
+        evidence = 0
+        time_only = False
+        if r < 0:
+            slot = arbitration_id & _SLOTS
+            seen = self._unknown.get(slot)
+            score = UNKNOWN_SCORE
+            evidence = E_UNKNOWN
+            flood = seen is not None and seen[0] == arbitration_id and t - seen[1] < self._flood_s
+            attack = FLOODING if flood else ID_FUZZING
+            self._unknown[slot] = (arbitration_id, t)
+            prev_row = -1
+        else:
+            hist = self._hist[r]
+            lo, hi = self._lo[r], self._hi[r]
+            time_score = 0.0
+            early = False
+            if hist and lo > 0:
+                excused = False
+                for ht, _ in hist[1:]:
+                    d = t - ht
+                    if lo <= d <= hi:
+                        excused = True
+                        break
+                if not excused:
+                    time_score = lo / max(t - hist[0][0], _TINY)
+            lo3 = self._lo3[r]
+            if len(hist) >= 3 and lo3 > 0:
+                time_score = max(time_score, lo3 / max(t - hist[2][0], _TINY))
+            early = time_score >= 1.0
+            unseen_pair = self._pairs[self._prev_row][r] == 0
+            dlc_bad = (self._dlc[r] >> dlc) & 1 == 0
+            frozen = ((word ^ self._cval[r]) & self._cmask[r]).bit_count()
+            blo, bhi = self._blo[r], self._bhi[r]
+            n_range = 0
+            for j in range(dlc):
+                b = payload[j]
+                if b < blo[j] or b > bhi[j]:
+                    n_range += 1
+            trans = 0.0
+            thr = self._thr[r]
+            if hist and thr != _INF:
+                # The nearest of the last three frames that explains the transition.
+                best = _INF
+                chosen = -1.0
+                for _, hw in hist:
+                    s = self._surprise(r, word ^ hw)
+                    if s < thr:
+                        chosen = s
+                        break
+                    best = min(best, s)
+                trans = (chosen if chosen >= 0 else best) / thr
+            trans_eff = trans if early else trans / TRANS_ALONE
+            absolute = (
+                max(frozen / FROZEN_BITS, n_range / RANGE_BYTES)
+                if early or trans >= GATE or (lo <= 0 and thr == _INF)
+                else 0.0
+            )
+            payload_score = max(DLC_SCORE if dlc_bad else 0.0, absolute, trans_eff)
+            score = max(time_score, payload_score)
+            if early:
+                evidence |= E_EARLY
+                if unseen_pair:
+                    evidence |= E_SEQUENCE
+            if dlc_bad:
+                evidence |= E_DLC
+            if frozen:
+                evidence |= E_FROZEN
+            if trans >= 1.0:
+                evidence |= E_TRANSITION
+            if n_range:
+                evidence |= E_RANGE
+            pay_alert = payload_score >= 1.0
+            time_only = early and not pay_alert
+            if pay_alert:
+                if dlc_bad or frozen >= self._fuzz_bits:
+                    attack = PAYLOAD_FUZZING
+                else:
+                    attack = SPOOFING if early else MASQUERADE
+            elif time_only:
+                if len(hist) >= 3 and t - hist[2][0] < lo:
+                    attack = FLOODING
+                elif (
+                    self._prev_time_only
+                    and self._prev_id != arbitration_id
+                    and t - self._prev_t < lo
+                ):
+                    attack = SEQUENCE_REPLAY
+                else:
+                    attack = REPLAY
+            hist.insert(0, (t, word))
+            if len(hist) > 3:
+                hist.pop()
+            self._last_seen[r] = t
+            self._reported[r] = False
+            prev_row = r
+        if score < 1.0:
+            attack = NONE
+        else:
+            self.alerts += self._agg.add(t, attack, arbitration_id, score, evidence)
+        self._prev_row = self.k if prev_row < 0 else prev_row
+        self._prev_id = arbitration_id
+        self._prev_t = t
+        self._prev_time_only = time_only
+        return score, attack, evidence
+
+    def push_many(self, frames: Iterable[tuple[float, int, int, bytes]]) -> None:
+        push = self.push
+        for t, a, d, payload in frames:
+            push(t, a, d, payload)
+
+    def flush(self) -> list[Alert]:
+        """Close every open incident; returns all alerts so far, sorted by time."""
+        self.alerts += self._agg.flush()
+        return sorted(self.alerts, key=Alert.key)
