@@ -32,6 +32,7 @@ def test_every_command_has_help() -> None:
         "broker",
         "footprint plan",
         "ids evaluate",
+        "maintenance cmapss",
         "can simulate",
         "can decode",
     ):

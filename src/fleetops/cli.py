@@ -22,6 +22,7 @@ from fleetops import config
 from fleetops.cli_support import console, errors, out, print_table, progress_bar
 from fleetops.core.lake import Lake
 from fleetops.footprint.cli import footprint_app
+from fleetops.maintenance.cli import maintenance_app
 from fleetops.security.ids.cli import ids_app
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ app = typer.Typer(
 )
 app.add_typer(footprint_app, name="footprint")
 app.add_typer(ids_app, name="ids")
+app.add_typer(maintenance_app, name="maintenance")
 LakeOption = Annotated[
     Path | None,
     typer.Option("--lake", help="Lake folder (default: $FLEETOPS_LAKE or ./fleetops-data/lake)."),

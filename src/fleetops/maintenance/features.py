@@ -1,0 +1,60 @@
+"""Per-unit rolling-window features, one code path for training and scoring."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+DEFAULT_WINDOWS = (5, 10, 20, 30)
+
+
+class FeatureBuilder:
+    """For each normalised sensor: current value, and per window its mean and LS slope.
+
+    Windows only look back (never past the row), so the feature of a training row equals
+    what scoring would compute if the unit stopped there — no leakage from the future.
+    Partial windows at a unit's start use the rows available.
+    """
+
+    def __init__(self, windows: Sequence[int] = DEFAULT_WINDOWS) -> None:
+        self.windows = tuple(int(w) for w in windows)
+
+    def names(self, sensors: Sequence[str]) -> list[str]:
+        out = ["cycles_seen"]
+        for s in sensors:
+            out.append(f"{s}_last")
+            for w in self.windows:
+                out += [f"{s}_mean{w}", f"{s}_slope{w}"]
+        return out
+
+    def transform(self, normalised: pl.DataFrame, sensors: Sequence[str]) -> pl.DataFrame:
+        """``unit``, ``cycle`` and ``names(sensors)`` for every row of ``normalised``."""
+        frame = normalised.sort("unit", "cycle").with_columns(
+            # row position inside the unit: the time axis of the slopes and the age feature
+            (pl.int_range(pl.len()).over("unit").cast(pl.Float64)).alias("_t"),
+            pl.lit(1.0).alias("_one"),
+        )
+        exprs: list[pl.Expr] = [(pl.col("_t") + 1).alias("cycles_seen")]
+        for s in sensors:
+            exprs.append(pl.col(s).alias(f"{s}_last"))
+            for w in self.windows:
+
+                def roll(e: pl.Expr, w: int = w) -> pl.Expr:
+                    return e.rolling_sum(w, min_samples=1).over("unit")
+
+                n = roll(pl.col("_one"))
+                sx = roll(pl.col("_t"))
+                sy = roll(pl.col(s))
+                sxx = roll(pl.col("_t") * pl.col("_t"))
+                sxy = roll(pl.col("_t") * pl.col(s))
+                denom = n * sxx - sx * sx
+                exprs.append((sy / n).alias(f"{s}_mean{w}"))
+                # least-squares slope per cycle; a single point has no slope (0)
+                exprs.append(
+                    pl.when(denom > 0)
+                    .then((n * sxy - sx * sy) / denom)
+                    .otherwise(0.0)
+                    .alias(f"{s}_slope{w}")
+                )
+        return frame.select(pl.col("unit"), pl.col("cycle"), *exprs)
