@@ -10,13 +10,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fleetops.cli_support import console, errors, out
 from fleetops.core.errors import ConfigError
-from fleetops.footprint.choose import plan_cheapest
-from fleetops.footprint.demand import build_demand
 from fleetops.footprint.importers import FORMATS, load
 from fleetops.footprint.model import TargetType
-from fleetops.footprint.report import render, write_plan
-from fleetops.footprint.solver import SolveOptions, solve
-from fleetops.footprint.summary import summarise
 
 footprint_app = typer.Typer(
     help="Infrastructure footprint: pack workloads onto fewer hosts.",
@@ -70,6 +65,13 @@ def plan(
     target_reduction: Annotated[float, typer.Option(help="Reduction goal, e.g. 0.6.")] = 0.6,
 ) -> None:
     """Plan a consolidation and write the plan folder."""
+    # OR-Tools and matplotlib load only when a plan is made, not on every fleetops call
+    from fleetops.footprint.choose import plan_cheapest
+    from fleetops.footprint.demand import build_demand
+    from fleetops.footprint.report import write_plan
+    from fleetops.footprint.solver import SolveOptions, solve
+    from fleetops.footprint.summary import summarise
+
     with errors():
         if not 0 < headroom <= 1:
             raise ConfigError(f"--headroom must be in (0, 1], got {headroom:g}")
@@ -140,5 +142,7 @@ def report(
     plan_dir: Annotated[Path, typer.Argument(help="Plan folder written by `plan`.")],
 ) -> None:
     """Re-render report.html from a plan folder."""
+    from fleetops.footprint.report import render
+
     with errors():
         out.print(f"report: {render(plan_dir)}")

@@ -1,17 +1,47 @@
-"""Predictive maintenance: remaining-useful-life models (NASA C-MAPSS turbofan data first)."""
+"""Predictive maintenance: remaining-useful-life models (NASA C-MAPSS turbofan data first).
 
-from fleetops.maintenance.cmapss import (
-    RUL_CAP,
-    add_rul,
-    last_cycles,
-    nasa_score,
-    read_cmapss,
-    read_rul,
-    rmse,
-)
-from fleetops.maintenance.features import FeatureBuilder
-from fleetops.maintenance.model import RulRegressor
-from fleetops.maintenance.normalise import RegimeNormaliser
+Submodules load on first use (PEP 562), so importing the package — as the CLI does —
+costs nothing until a name is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fleetops.maintenance.cmapss import (
+        RUL_CAP,
+        add_rul,
+        last_cycles,
+        nasa_score,
+        read_cmapss,
+        read_rul,
+        rmse,
+    )
+    from fleetops.maintenance.features import FeatureBuilder
+    from fleetops.maintenance.model import RulRegressor
+    from fleetops.maintenance.normalise import RegimeNormaliser
+
+_HOME = {
+    "FeatureBuilder": "fleetops.maintenance.features",
+    "RUL_CAP": "fleetops.maintenance.cmapss",
+    "RegimeNormaliser": "fleetops.maintenance.normalise",
+    "RulRegressor": "fleetops.maintenance.model",
+    "add_rul": "fleetops.maintenance.cmapss",
+    "last_cycles": "fleetops.maintenance.cmapss",
+    "nasa_score": "fleetops.maintenance.cmapss",
+    "read_cmapss": "fleetops.maintenance.cmapss",
+    "read_rul": "fleetops.maintenance.cmapss",
+    "rmse": "fleetops.maintenance.cmapss",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOME[name]), name)
+
 
 __all__ = [
     "RUL_CAP",

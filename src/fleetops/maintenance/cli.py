@@ -10,7 +10,6 @@ import typer
 from fleetops.cli_support import console, errors, out
 from fleetops.core.errors import ConfigError
 from fleetops.maintenance.cmapss import nasa_score, read_cmapss, read_rul, rmse
-from fleetops.maintenance.model import RulRegressor
 
 maintenance_app = typer.Typer(
     help="Predictive maintenance: remaining useful life (RUL) models.",
@@ -34,6 +33,8 @@ def cmapss(
     n_seeds: Annotated[int, typer.Option("--n-seeds", min=1, help="Boosters in the ensemble.")] = 3,
 ) -> None:
     """Train on TRAIN, predict RUL at each TEST unit's last cycle, write OUT."""
+    from fleetops.maintenance.model import RulRegressor  # LightGBM: only when training
+
     with errors():
         train_rows = read_cmapss(train)
         test_rows = read_cmapss(test)
