@@ -36,3 +36,22 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
     with LocalMosquitto(folder=tmp_path_factory.mktemp("mosquitto")) as broker:
         yield broker.url
+
+
+def postgres_dsn() -> str:
+    """A reachable PostgreSQL DSN for store tests, or a skip (never a skip in CI).
+
+    ``$FLEETOPS_TEST_PG_DSN`` (``scripts/postgres.sh`` prepares one), else the local
+    server on 127.0.0.1:5432 with trust authentication.
+    """
+    import psycopg
+
+    dsn = os.environ.get("FLEETOPS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        with psycopg.connect(dsn, connect_timeout=3) as connection:
+            connection.execute("select 1")
+    except psycopg.OperationalError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must have PostgreSQL at {dsn} (.ci/run starts it): {error}")
+        pytest.skip(f"PostgreSQL at {dsn} is unreachable (bash scripts/postgres.sh): {error}")
+    return dsn
