@@ -5,6 +5,7 @@
 >>> sim.summary()["signal_values"]                            # doctest: +SKIP
 """
 
+from fleetops.sim.can import simulate_can
 from fleetops.sim.fleet import FleetSimulation, Progress, simulate_fleet
 from fleetops.sim.scenario import (
     COMPONENTS,
@@ -18,6 +19,7 @@ from fleetops.sim.scenario import (
     resolve_scenario,
     shipped_scenarios,
 )
+from fleetops.sim.vehicles import build_fleet
 
 __all__ = [
     "COMPONENTS",
@@ -29,8 +31,10 @@ __all__ = [
     "Progress",
     "RegionSpec",
     "Scenario",
+    "build_fleet",
     "load_scenario",
     "resolve_scenario",
     "shipped_scenarios",
+    "simulate_can",
     "simulate_fleet",
 ]
