@@ -281,9 +281,49 @@ def can_section(lake: Lake) -> Section | None:
     return section
 
 
+def maintenance_section(lake: Lake) -> Section | None:
+    """Ranked work orders and the fleet's risk over time, from ``fleetops maintenance predict``."""
+    if "work_orders" not in lake.tables() and "rul_predictions" not in lake.tables():
+        return None
+    section = Section(
+        "Predictive maintenance",
+        "Ranked work orders from the fleet risk models (calibrated probability of failure "
+        "within the horizon; evidence = the model's top drivers from LightGBM contributions).",
+    )
+    if "work_orders" in lake.tables():
+        orders = lake.query_pl("SELECT * FROM work_orders ORDER BY rank LIMIT 25")
+        section.tables.append(
+            (
+                ["rank", "vehicle", "component", "due by", "confidence", "evidence"],
+                [
+                    [
+                        r["rank"],
+                        r["vin"],
+                        r["component"],
+                        f"{r['due_by']:%Y-%m-%d %H:%M}",
+                        f"{r['confidence']:.0%}",
+                        r["evidence"],
+                    ]
+                    for r in orders.iter_rows(named=True)
+                ],
+            )
+        )
+    if "rul_predictions" in lake.tables():
+        # Imported here: only lakes scored by the maintenance models need it.
+        from fleetops.maintenance.actions import risk_over_time_figure
+
+        scores = lake.query_pl(
+            "SELECT vin, ts AS t_end, component, horizon_h, p_fail FROM rul_predictions"
+        )
+        if scores.height:
+            section.figures.append(png(risk_over_time_figure(scores)))
+    return section
+
+
 SECTIONS: list[Callable[[Lake], Section | None]] = [
     fleet_section,
     health_section,
+    maintenance_section,
     ingest_section,
     can_section,
 ]

@@ -199,7 +199,7 @@ def test_artifact_round_trip(
     before = small_model.predict_last(held)
     folder = small_model.save(tmp_path / "model", data={"train": "FD001 units 1-40"})
     card = json.loads((folder / "model_card.json").read_text())
-    assert card["format"] == "fleetops.maintenance.rul/1"
+    assert card["format"] == "fleetops.maintenance.rul/2"
     assert card["features"] == small_model.feature_names_ and card["created"]
     loaded = RulRegressor.load(folder)
     assert loaded.get_params() == small_model.get_params()
@@ -256,7 +256,7 @@ def test_cli_trains_predicts_and_scores(fd001: pl.DataFrame, tmp_path: Path) -> 
     out = tmp_path / "pred.csv"
     args = ["--train", str(train), "--test", str(test), "--out", str(out), "--n-seeds", "1"]
     result = CliRunner().invoke(
-        maintenance_app, [*args, "--rul", str(rul), "--model-out", str(tmp_path / "m")]
+        maintenance_app, ["cmapss", *args, "--rul", str(rul), "--model-out", str(tmp_path / "m")]
     )
     assert result.exit_code == 0, result.output
     assert "RMSE:" in result.output and "NASA score:" in result.output
@@ -268,7 +268,7 @@ def test_cli_trains_predicts_and_scores(fd001: pl.DataFrame, tmp_path: Path) -> 
     )
     # a RUL file for the wrong units is a clean error with the validation exit code
     rul.write_text("10\n")
-    bad = CliRunner().invoke(maintenance_app, [*args, "--rul", str(rul)])
+    bad = CliRunner().invoke(maintenance_app, ["cmapss", *args, "--rul", str(rul)])
     assert bad.exit_code == 2 and "error:" in bad.output and "unknown unit 2" in bad.output
 
 
@@ -280,3 +280,25 @@ def test_fd001_test_set_rmse_is_in_range() -> None:
     pred = model.predict_last(test)
     truth = read_rul(data / "RUL_FD001.txt", pred["unit"].to_list())
     assert rmse(pred["predicted_rul"], truth["true_rul"]) < 14.0
+
+
+def test_blend_explanation_sums_to_prediction(
+    small_model: RulRegressor, fd001: pl.DataFrame
+) -> None:
+    held = fd001.filter(pl.col("unit") > 95)
+    assert small_model.mlps_ and small_model.mlp_weight == 0.5
+    data = small_model.features(held).select(small_model.feature_names_).to_numpy()
+    names, contrib = small_model.contributions(data)
+    assert names[-1] == "mlp_blend" and contrib.shape == (len(data), len(names) + 1)
+    np.testing.assert_allclose(contrib.sum(axis=1), small_model._blend(data), atol=1e-6)
+    top = small_model.explain_last(held, top=len(names))
+    assert "mlp_blend" in top["feature"].to_list()
+    # without the MLP the model is the booster ensemble alone
+    plain = RulRegressor(n_seeds=1, n_estimators=30, windows=(5,), mlp_weight=0.0).fit(
+        fd001.filter(pl.col("unit") <= 10)
+    )
+    assert plain.mlps_ == []
+    plain_data = plain.features(held).select(plain.feature_names_).to_numpy()
+    plain_names, plain_contrib = plain.contributions(plain_data)
+    assert "mlp_blend" not in plain_names
+    np.testing.assert_allclose(plain_contrib.sum(axis=1), plain._blend(plain_data), atol=1e-6)

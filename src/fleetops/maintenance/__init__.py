@@ -1,4 +1,5 @@
-"""Predictive maintenance: remaining-useful-life models (NASA C-MAPSS turbofan data first).
+"""Predictive maintenance: RUL and failure-horizon models (C-MAPSS), fleet risk from the lake,
+explanations and work orders.
 
 Submodules load on first use (PEP 562), so importing the package — as the CLI does —
 costs nothing until a name is used.
@@ -20,11 +21,15 @@ if TYPE_CHECKING:
         rmse,
     )
     from fleetops.maintenance.features import FeatureBuilder
-    from fleetops.maintenance.model import RulRegressor
-    from fleetops.maintenance.normalise import RegimeNormaliser
+    from fleetops.maintenance.fleet import FleetRiskModel
+    from fleetops.maintenance.model import FailureHorizonClassifier, RulRegressor
+    from fleetops.maintenance.normalise import HealthIndex, RegimeNormaliser
 
 _HOME = {
+    "FailureHorizonClassifier": "fleetops.maintenance.model",
     "FeatureBuilder": "fleetops.maintenance.features",
+    "FleetRiskModel": "fleetops.maintenance.fleet",
+    "HealthIndex": "fleetops.maintenance.normalise",
     "RUL_CAP": "fleetops.maintenance.cmapss",
     "RegimeNormaliser": "fleetops.maintenance.normalise",
     "RulRegressor": "fleetops.maintenance.model",
@@ -45,7 +50,10 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "RUL_CAP",
+    "FailureHorizonClassifier",
     "FeatureBuilder",
+    "FleetRiskModel",
+    "HealthIndex",
     "RegimeNormaliser",
     "RulRegressor",
     "add_rul",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -12,7 +12,7 @@ from fleetops.core.errors import ConfigError
 from fleetops.maintenance.cmapss import nasa_score, read_cmapss, read_rul, rmse
 
 maintenance_app = typer.Typer(
-    help="Predictive maintenance: remaining useful life (RUL) models.",
+    help="Predictive maintenance: RUL models (C-MAPSS), fleet failure risk, work orders.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -66,3 +66,138 @@ def cmapss(
             }
             model.save(model_out, data=data, metrics=metrics)
             out.print(f"model saved to {model_out}", highlight=False)
+
+
+# -- the fleet, from the lake ------------------------------------------------------------
+LakeOpt = Annotated[
+    Path | None,
+    typer.Option("--lake", help="Lake folder (default $FLEETOPS_LAKE or ./fleetops-data/lake)."),
+]
+ModelOpt = Annotated[
+    Path, typer.Option("--model", help="Fleet model artifact folder (from train).")
+]
+
+
+def _open(lake: Path | None) -> Any:
+    from fleetops import open_lake
+
+    return open_lake(lake)
+
+
+def _load(model: Path) -> Any:
+    from fleetops.maintenance.fleet import FleetRiskModel
+
+    return FleetRiskModel.load(model)
+
+
+@maintenance_app.command()
+def train(
+    model_out: Annotated[Path, typer.Option("--model-out", help="Folder for the model artifact.")],
+    lake: LakeOpt = None,
+    horizon_h: Annotated[
+        list[float] | None, typer.Option("--horizon-h", help="Horizon in hours (repeatable).")
+    ] = None,
+    bucket_hours: Annotated[float, typer.Option(help="Feature time bucket, hours.")] = 4.0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train per-component failure-risk models on the lake's signals and failures."""
+    from fleetops.cli_support import progress_bar
+    from fleetops.maintenance import pipeline
+    from fleetops.maintenance.fleet import COMPONENTS
+
+    horizons = tuple(horizon_h or (24.0, 72.0))
+    with errors(), progress_bar(transient=True) as bar:
+        task = bar.add_task("reading the lake", total=len(COMPONENTS) * len(horizons))
+
+        def step(key: str) -> None:
+            bar.update(task, description=f"training {key}")
+            bar.advance(task)
+
+        model = pipeline.train(
+            _open(lake),
+            model_out,
+            horizons_h=horizons,
+            bucket_hours=bucket_hours,
+            seed=seed,
+            progress=step,
+        )
+    out.print(
+        f"trained {len(model.boosters_)} models on {model.train_info_['vehicles']} vehicles "
+        f"in {model.train_info_['fit_seconds']:.1f} s; saved to {model_out}",
+        highlight=False,
+    )
+
+
+@maintenance_app.command()
+def evaluate(model: ModelOpt, lake: LakeOpt = None) -> None:
+    """Precision, recall and lead time of the model's alerts against the lake's failures."""
+    from fleetops.cli_support import print_table
+    from fleetops.maintenance import pipeline
+
+    with errors():
+        with console.status("scoring the fleet…"):
+            table, scored = pipeline.evaluate(_open(lake), _load(model))
+        print_table(table.to_arrow(), title="alerts vs ground-truth failures")
+        out.print(
+            f"scored {scored.vehicles} vehicles in {scored.seconds:.2f} s "
+            f"({scored.vehicles_per_s:,.0f} vehicles/s from the lake)"
+        )
+
+
+@maintenance_app.command()
+def predict(
+    model: ModelOpt,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="Work orders as .csv or .json.")
+    ] = None,
+    lake: LakeOpt = None,
+    write_lake: Annotated[
+        bool,
+        typer.Option("--write-lake/--no-write-lake", help="Write rul_predictions, work_orders."),
+    ] = True,
+    risk_plot: Annotated[
+        Path | None, typer.Option("--risk-plot", help="PNG of the fleet's risk over time.")
+    ] = None,
+) -> None:
+    """Score the fleet and write the ranked work-order list."""
+    import polars as pl
+
+    from fleetops.cli_support import print_table
+    from fleetops.maintenance import pipeline
+    from fleetops.maintenance.actions import export_work_orders, risk_over_time_figure
+    from fleetops.maintenance.plots import save
+
+    with errors():
+        with console.status("scoring the fleet…"):
+            orders, scored = pipeline.predict(_open(lake), _load(model), write=write_lake)
+        brief = orders.select(
+            "rank", "vin", "component", "due_by", "confidence",
+            pl.col("evidence").str.split("; ").list.first().alias("top driver"),
+        )  # fmt: skip
+        print_table(brief.to_arrow(), limit=20, title="work orders")
+        if out_path is not None:
+            export_work_orders(orders, out_path)
+            out.print(f"wrote {orders.height} work orders to {out_path}", highlight=False)
+        if risk_plot is not None:
+            save(risk_over_time_figure(scored.scores), risk_plot)
+            out.print(f"risk plot: {risk_plot}", highlight=False)
+
+
+@maintenance_app.command()
+def explain(
+    model: ModelOpt,
+    vin: Annotated[str, typer.Option("--vin", help="Vehicle to explain.")],
+    component: Annotated[str, typer.Option("--component", help="Component model to explain.")],
+    lake: LakeOpt = None,
+    top: Annotated[int, typer.Option(min=1, help="Drivers to show.")] = 5,
+    png: Annotated[Path | None, typer.Option("--png", help="Waterfall plot (PNG).")] = None,
+) -> None:
+    """Why the model rates this vehicle's component as it does, in words and a plot."""
+    from fleetops.cli_support import print_table
+    from fleetops.maintenance import pipeline
+
+    with errors():
+        table = pipeline.explain(_open(lake), _load(model), vin, component, top=top, png=png)
+        print_table(table.to_arrow(), title=f"{vin} {component}: top drivers")
+        if png is not None:
+            out.print(f"waterfall plot: {png}", highlight=False)
