@@ -13,15 +13,26 @@ deletes the staged files of batches that never committed (their messages were no
 acknowledged, so the transport delivers them again). Identities of committed messages
 are kept per VIN as sorted runs of ``seq`` — a few numbers per vehicle — checkpointed
 every few batches so start-up replays only recent commit records.
+
+Several ingest processes may share one subscription (MQTT 5 ``$share/<group>/…``): each
+is a *worker* of a ``group`` with its own commit log (``<lake>/_ingest/<group>/<worker>/``)
+and its own file-name prefix. A message redelivered after a worker died may reach another
+worker, so the group shares one seq index: every commit is decided under the group's lock
+file, after reading what the other workers committed since (their commit records and
+checkpoints), and a batch that overlaps a peer's fresher commit is decoded again without
+the overlap. See docs/scale.md for the exact guarantee.
 """
 
 from __future__ import annotations
 
 import bisect
+import fcntl
+import os
 import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -29,11 +40,12 @@ from typing import NamedTuple
 import orjson
 
 from fleetops.core.envelope import DecodedBatch, EnvelopeDecoder
-from fleetops.core.errors import ValidationError
+from fleetops.core.errors import ConfigError, ValidationError
 from fleetops.core.lake import TMP_SUFFIX, Lake, StagedFile, atomic_write
 from fleetops.core.vss import SignalCatalog, default_catalog
 
 _CONSUMER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_WORKER_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 DEFAULT_WINDOW = 1_000_000  # seqs per VIN remembered behind the newest one
 STALE_REASON = "seq older than the de-duplication window"
 
@@ -67,6 +79,28 @@ class SeqIndex:
         if i >= 0 and runs[i][0] <= seq <= runs[i][1]:
             return "duplicate"
         return None
+
+    def add_run(self, vin: str, lo: int, hi: int) -> None:
+        """Mark ``lo..hi`` (inclusive) committed, merging with the runs it touches."""
+        runs = self._runs.setdefault(vin, [])
+        if not runs or lo > runs[-1][1] + 1:  # past the newest run: the common case
+            runs.append([lo, hi])
+        else:
+            first = bisect.bisect_left(runs, lo - 1, key=lambda r: r[1])
+            last = bisect.bisect_right(runs, hi + 1, key=lambda r: r[0]) - 1
+            if first > last:
+                runs.insert(first, [lo, hi])
+            else:
+                runs[first : last + 1] = [[min(lo, runs[first][0]), max(hi, runs[last][1])]]
+        horizon = runs[-1][1] - self.window
+        while runs[0][1] < horizon:
+            runs.pop(0)
+
+    def merge(self, data: dict[str, list[list[int]]]) -> None:
+        """Add every run of another index's :meth:`to_json`."""
+        for vin, runs in data.items():
+            for lo, hi in runs:
+                self.add_run(vin, int(lo), int(hi))
 
     def add(self, vin: str, seq: int) -> None:
         runs = self._runs.setdefault(vin, [])
@@ -153,6 +187,12 @@ class Ingestor:
 
     One ``consumer`` name per ingest process that shares a lake; it names the commit log
     (``<lake>/_ingest/<consumer>/``) and the process's staged files.
+
+    With ``group``, the ingestor is the worker ``consumer`` of a group of processes that
+    share one MQTT subscription: its log is ``<lake>/_ingest/<group>/<consumer>/``, its
+    files are named ``part-<group>.<consumer>-…``, and duplicates are recognised across
+    the whole group (see the module docstring). Two live processes may not use the same
+    worker name of a group (the second gets a ConfigError).
     """
 
     def __init__(
@@ -164,13 +204,20 @@ class Ingestor:
         window: int = DEFAULT_WINDOW,
         checkpoint_every: int = 64,
         max_payload_bytes: int | None = None,
+        group: str | None = None,
     ) -> None:
         if not _CONSUMER_NAME.match(consumer):
             raise ValidationError(
                 f"consumer name {consumer!r}: use 1-64 letters, digits, '.', '_' or '-'"
             )
+        if group is not None and not (_WORKER_NAME.match(group) and _WORKER_NAME.match(consumer)):
+            raise ValidationError(
+                f"group {group!r} / worker {consumer!r}: use 1-64 letters, digits or '_'"
+            )
         self.lake = lake
         self.consumer = consumer
+        self.group = group
+        self.writer = consumer if group is None else f"{group}.{consumer}"
         self.decoder = (
             EnvelopeDecoder(catalog or default_catalog())
             if max_payload_bytes is None
@@ -178,17 +225,65 @@ class Ingestor:
         )
         self.checkpoint_every = checkpoint_every
         self.stats = IngestStats()
-        self._log = lake.root / "_ingest" / consumer
+        self._group_dir = lake.root / "_ingest" / group if group is not None else None
+        self._log = (
+            self._group_dir / consumer
+            if self._group_dir is not None
+            else lake.root / "_ingest" / consumer
+        )
         self._commits = self._log / "commits"
         self._commits.mkdir(parents=True, exist_ok=True)
         self.index = SeqIndex(window)
         self._batch_no = 0
+        self._peers: dict[str, _PeerState] = {}
+        self._owner_fd: int | None = None
+        if self._group_dir is not None:
+            self._owner_fd = _lock_exclusive(self._log / "owner.lock", blocking=False)
+            if self._owner_fd is None:
+                raise ConfigError(
+                    f"ingest worker {consumer!r} of group {group!r} already runs on this lake "
+                    "(give each worker its own --worker name)"
+                )
         self.recover()
 
     # -- the commit protocol -----------------------------------------------------------------
 
     def ingest(self, messages: Iterable[RawMessage]) -> DecodedBatch:
         """Commit one batch; when this returns, the batch is durable and may be acknowledged."""
+        if self._group_dir is not None:
+            return self._ingest_in_group(list(messages))
+        batch = self._decode(messages)
+        staged = self._stage(batch)
+        if staged or batch.keys:
+            self._batch_no += 1
+            self._write_commit(self._batch_no, staged, batch.keys)
+            self._publish(staged, batch)
+        self.stats.add(batch)
+        return batch
+
+    def _ingest_in_group(self, messages: list[RawMessage]) -> DecodedBatch:
+        while True:
+            with self._group_locked():
+                self._refresh_peers()
+            batch = self._decode(messages)
+            staged = self._stage(batch)
+            with self._group_locked():
+                if self._refresh_peers() and any(
+                    self.index.verdict(vin, seq) == "duplicate" for vin, seq in batch.keys
+                ):
+                    # a peer committed part of this batch meanwhile: decode again without it
+                    for file in staged:
+                        file.tmp_path.unlink(missing_ok=True)
+                    continue
+                if staged or batch.keys:
+                    self._batch_no += 1
+                    self._write_commit(self._batch_no, staged, batch.keys)
+            if staged or batch.keys:
+                self._publish(staged, batch)
+            self.stats.add(batch)
+            return batch
+
+    def _decode(self, messages: Iterable[RawMessage]) -> DecodedBatch:
         batch = DecodedBatch()
         pending: set[tuple[str, int]] = set()
 
@@ -206,22 +301,75 @@ class Ingestor:
                 return verdict
 
             self.decoder.decode(message.payload, message.source, batch, admit)
-
-        staged = [
-            *self.lake.stage("signals", batch.signals_table(), writer=self.consumer),
-            *self.lake.stage("dead_letter", batch.dead_letter_table(), writer=self.consumer),
-        ]
-        if staged or batch.keys:
-            self._batch_no += 1
-            self._write_commit(self._batch_no, staged, batch.keys)
-            for file in staged:
-                file.publish()
-            for vin, seq in batch.keys:
-                self.index.add(vin, seq)
-            if self._batch_no % self.checkpoint_every == 0:
-                self.checkpoint()
-        self.stats.add(batch)
         return batch
+
+    def _stage(self, batch: DecodedBatch) -> list[StagedFile]:
+        return [
+            *self.lake.stage("signals", batch.signals_table(), writer=self.writer),
+            *self.lake.stage("dead_letter", batch.dead_letter_table(), writer=self.writer),
+        ]
+
+    def _publish(self, staged: list[StagedFile], batch: DecodedBatch) -> None:
+        for file in staged:
+            file.publish()
+        for vin, seq in batch.keys:
+            self.index.add(vin, seq)
+        if self._batch_no % self.checkpoint_every == 0:
+            self.checkpoint()
+
+    # -- the group's shared seq index ----------------------------------------------------------
+
+    @contextmanager
+    def _group_locked(self) -> Iterator[None]:
+        """Serialise commit decisions (and checkpoints) of the group's workers."""
+        if self._group_dir is None:
+            yield
+            return
+        fd = _lock_exclusive(self._group_dir / "commit.lock", blocking=True)
+        assert fd is not None
+        try:
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def _refresh_peers(self) -> bool:
+        """Add what the group's other workers committed since the last look (under the lock).
+
+        Returns whether anything was added.
+        """
+        if self._group_dir is None:
+            return False
+        added = False
+        for folder in sorted(self._group_dir.iterdir()):
+            if folder.name == self.consumer or not folder.is_dir():
+                continue
+            peer = self._peers.setdefault(folder.name, _PeerState())
+            checkpoint = folder / "checkpoint.json"
+            try:
+                info = checkpoint.stat()
+                token: tuple[int, int] | None = (info.st_mtime_ns, info.st_size)
+            except FileNotFoundError:
+                token = None
+            if token is not None and token != peer.checkpoint_token:
+                state = orjson.loads(checkpoint.read_bytes())
+                self.index.merge(state["index"])
+                peer.batch = max(peer.batch, int(state["batch"]))
+                peer.checkpoint_token = token
+                added = True
+            commits = folder / "commits"
+            numbers = (
+                sorted(int(p.stem) for p in commits.glob("*.json")) if commits.is_dir() else []
+            )
+            for number in numbers:
+                if number <= peer.batch:
+                    continue
+                record = orjson.loads((commits / f"{number:012d}.json").read_bytes())
+                for vin, seqs in record["keys"].items():
+                    for seq in seqs:
+                        self.index.add(vin, seq)
+                peer.batch = number
+                added = True
+        return added
 
     def _write_commit(
         self, number: int, staged: list[StagedFile], keys: list[tuple[str, int]]
@@ -238,6 +386,10 @@ class Ingestor:
 
     def checkpoint(self) -> None:
         """Persist the seq index and drop the commit records it covers."""
+        with self._group_locked():
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
         state = {
             "batch": self._batch_no,
             "window": self.index.window,
@@ -272,11 +424,39 @@ class Ingestor:
         for table in ("signals", "dead_letter"):
             folder = self.lake.root / table
             if folder.is_dir():
-                for orphan in folder.rglob(f"part-{self.consumer}-*.parquet{TMP_SUFFIX}"):
+                for orphan in folder.rglob(f"part-{self.writer}-*.parquet{TMP_SUFFIX}"):
                     orphan.unlink()
+        with self._group_locked():
+            self._refresh_peers()
 
     def close(self) -> None:
         self.checkpoint()
+        if self._owner_fd is not None:
+            os.close(self._owner_fd)
+            self._owner_fd = None
+
+
+@dataclass
+class _PeerState:
+    """How much of one peer worker's commit log this worker has read."""
+
+    batch: int = 0
+    checkpoint_token: tuple[int, int] | None = None
+
+
+def _lock_exclusive(path: Path, *, blocking: bool) -> int | None:
+    """An exclusive ``flock`` on ``path`` (created if absent): its descriptor, or None if
+    ``blocking`` is false and another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def read_message_file(path: Path, *, batch_messages: int = 5000) -> Iterator[list[RawMessage]]:

@@ -10,6 +10,12 @@ Broker settings that matter (mosquitto): ``max_queued_messages`` bounds what is 
 an ingest that is down (0 = no bound); for MQTT 5 clients the number of unacknowledged
 messages in flight is the client's *Receive Maximum*, which ingest sets to 65535 so that
 whole batches can be held unacknowledged.
+
+Scaled out, several ingest workers share one subscription (``share_group``): MQTT 5
+shared subscriptions (``$share/<group>/<prefix>/+/signals``) make the broker hand each
+message to one worker of the group. Each worker keeps its own persistent session (client
+id per worker) and writes its own files; the ingestor's group mode de-duplicates across
+workers (see ``ingest.py`` and docs/scale.md).
 """
 
 from __future__ import annotations
@@ -145,10 +151,15 @@ class MqttIngest:
         client_id: str = "fleetops-ingest",
         batch_messages: int = 5000,
         batch_seconds: float = 0.5,
+        share_group: str | None = None,
     ) -> None:
         self.address = BrokerAddress.parse(broker)
         self.ingestor = ingestor
         self.topic = f"{prefix}/+/signals"
+        if share_group is not None:
+            if not share_group or any(c in share_group for c in "/+#"):
+                raise ConfigError(f"share group {share_group!r} may not be empty or hold / + #")
+            self.topic = f"$share/{share_group}/{self.topic}"
         self.client_id = client_id
         self.batch_messages = batch_messages
         self.batch_seconds = batch_seconds
@@ -167,13 +178,24 @@ class MqttIngest:
         max_messages: int | None = None,
         on_batch: Callable[[IngestStats], None] | None = None,
         handle_signals: bool = False,
+        retire: bool = False,
     ) -> IngestStats:
-        """Ingest until stopped, idle for ``idle_timeout`` s, or ``max_messages`` are in."""
+        """Ingest until stopped, idle for ``idle_timeout`` s, or ``max_messages`` are in.
+
+        ``retire`` takes this worker out of its share group for good: it resumes its
+        session, unsubscribes (the broker stops assigning it messages), commits what its
+        session still held until idle, then ends the session. Needs ``idle_timeout``.
+        """
+        if retire and idle_timeout is None:
+            raise ConfigError("retiring an ingest worker needs an idle timeout")
         client = _client(self.address, self.client_id, manual_ack=True)
 
         def on_connected(client: mqtt.Client) -> None:
             self._generation += 1
-            client.subscribe(self.topic, qos=1)
+            if retire:
+                client.unsubscribe(self.topic)
+            else:
+                client.subscribe(self.topic, qos=1)
 
         def on_message(client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
             self._inbox.put((self._generation, message))
@@ -183,6 +205,7 @@ class MqttIngest:
             self._install_signal_handlers()
         _connect(client, self.address, persistent=True, on_connected=on_connected)
         last_message = time.monotonic()
+        drained = False
         try:
             while not self._stop.is_set():
                 batch = self._collect()
@@ -194,13 +217,19 @@ class MqttIngest:
                     if max_messages is not None and self.ingestor.stats.messages >= max_messages:
                         break
                 elif idle_timeout is not None and time.monotonic() - last_message > idle_timeout:
+                    drained = True
                     break
             leftover = self._drain()
             if leftover:
                 self._commit(client, leftover)
         finally:
             self.ingestor.close()
-            client.disconnect()
+            if retire and drained:  # everything committed and acknowledged: end the session
+                ending = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+                ending.SessionExpiryInterval = 0
+                client.disconnect(properties=ending)
+            else:
+                client.disconnect()
             client.loop_stop()
         return self.ingestor.stats
 
