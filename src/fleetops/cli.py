@@ -19,11 +19,15 @@ import typer
 from rich.table import Table
 
 from fleetops import config
+from fleetops.api.serve import serve_command
 from fleetops.cli_support import console, errors, out, print_table, progress_bar
 from fleetops.core.lake import Lake
 from fleetops.footprint.cli import footprint_app
 from fleetops.maintenance.cli import maintenance_app
+from fleetops.ota.cli import ota_app
+from fleetops.scale.cli import scale_app
 from fleetops.security.ids.cli import ids_app
+from fleetops.security.soc.cli import soc_app
 
 app = typer.Typer(
     name="fleetops",
@@ -35,6 +39,10 @@ app = typer.Typer(
 app.add_typer(footprint_app, name="footprint")
 app.add_typer(ids_app, name="ids")
 app.add_typer(maintenance_app, name="maintenance")
+app.add_typer(ota_app, name="ota")
+app.add_typer(scale_app, name="scale")
+app.add_typer(soc_app, name="soc")
+app.command("serve")(serve_command)
 LakeOption = Annotated[
     Path | None,
     typer.Option("--lake", help="Lake folder (default: $FLEETOPS_LAKE or ./fleetops-data/lake)."),
