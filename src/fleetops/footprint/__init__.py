@@ -6,8 +6,9 @@ costs nothing until a name is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fleetops.core.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from fleetops.footprint.checker import Violation, check_plan
@@ -46,10 +47,7 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_HOME[name]), name)
+__getattr__ = lazy_getattr(__name__, _HOME)
 
 
 __all__ = [

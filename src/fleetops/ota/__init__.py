@@ -7,8 +7,7 @@ Light to import; the parts load on first use::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fleetops.core.lazy import lazy_getattr
 
 _EXPORTS = {
     "AssignmentSource": "fleetops.ota.director",
@@ -55,8 +54,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fleetops.ota' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

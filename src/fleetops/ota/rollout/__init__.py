@@ -9,8 +9,9 @@ Submodules load on first use (PEP 562), so mounting the CLI costs nothing.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fleetops.core.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from fleetops.ota.rollout.bench import bench_rows
@@ -62,10 +63,7 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_HOME[name]), name)
+__getattr__ = lazy_getattr(__name__, _HOME)
 
 
 __all__ = [
