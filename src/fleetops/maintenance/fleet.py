@@ -18,7 +18,6 @@ vehicles. Labels come from the simulator's ``failures`` ground truth.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,11 +29,18 @@ import polars as pl
 import pyarrow as pa
 from sklearn.isotonic import IsotonicRegression
 
-import fleetops
 from fleetops.core.errors import ConfigError, ValidationError
 from fleetops.core.lake import Lake
+from fleetops.maintenance.artifact import (
+    card_header,
+    create_folder,
+    load_booster,
+    read_card,
+    save_booster,
+    write_card,
+)
 from fleetops.maintenance.features import FeatureBuilder
-from fleetops.maintenance.model import CARD, _load_booster, _sha256, contributions
+from fleetops.maintenance.model import contributions
 
 FLEET_FORMAT = "fleetops.maintenance.fleet/1"
 COMPONENTS = ("lv_battery", "cell_imbalance", "brake_pads", "tyre_leak", "coolant_pump")
@@ -355,54 +361,39 @@ class FleetRiskModel:
         metrics: dict[str, Any] | None = None,
     ) -> Path:
         self._check_fitted()
-        folder = Path(folder)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"{folder}: cannot create ({exc.strerror})") from None
+        folder = create_folder(folder)
         models = {}
         for key, booster in self.boosters_.items():
-            name = f"booster_{key.replace('/', '_')}.txt"
-            booster.save_model(str(folder / name))
             x, y = self.calibration_[key]
-            models[key] = {
-                "file": name,
-                "sha256": _sha256(folder / name),
+            models[key] = save_booster(folder, f"booster_{key.replace('/', '_')}.txt", booster) | {
                 "calibration": {"method": "isotonic", "x": x.tolist(), "y": y.tolist()},
                 "threshold": self.thresholds_[key],
             }
-        card = {
-            "format": FLEET_FORMAT,
-            "model": "FleetRiskModel (LightGBM per component and horizon, isotonic calibration)",
-            "fleetops_version": fleetops.__version__,
-            "lightgbm_version": lgb.__version__,
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "params": self.get_params(),
-            "data": data or {},
-            "training": self.train_info_,
-            "metrics": metrics or {},
-            "features": self.feature_names_,
+        card = card_header(
+            format=FLEET_FORMAT,
+            kind="FleetRiskModel (LightGBM per component and horizon, isotonic calibration)",
+            params=self.get_params(),
+            data=data,
+            training=self.train_info_,
+            metrics=metrics,
+            features=self.feature_names_,
+        )
+        card |= {
             "indicators": {k: {"meaning": m, "unit": u} for k, (m, u) in INDICATORS.items()},
             "models": models,
         }
-        (folder / CARD).write_text(json.dumps(card, indent=2, default=str), encoding="utf-8")
+        write_card(folder, card)
         return folder
 
     @classmethod
     def load(cls, folder: Path | str) -> FleetRiskModel:
-        folder = Path(folder)
-        path = folder / CARD
-        if not path.is_file():
-            raise ConfigError(f"{folder}: not a model artifact (no {CARD})")
-        card = json.loads(path.read_text(encoding="utf-8"))
-        if card.get("format") != FLEET_FORMAT:
-            raise ConfigError(f"{folder}: format {card.get('format')!r}, expected {FLEET_FORMAT}")
+        folder, card = read_card(folder, FLEET_FORMAT)
         model = cls(**card["params"])
         model.feature_names_ = list(card["features"])
         model.train_info_ = card["training"]
         model.boosters_, model.calibration_, model.thresholds_ = {}, {}, {}
         for key, entry in card["models"].items():
-            model.boosters_[key] = _load_booster(folder, entry)
+            model.boosters_[key] = load_booster(folder, entry)
             cal = entry["calibration"]
             model.calibration_[key] = (np.asarray(cal["x"], float), np.asarray(cal["y"], float))
             model.thresholds_[key] = float(entry["threshold"])

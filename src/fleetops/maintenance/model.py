@@ -10,9 +10,6 @@ as versioned artifact folders: LightGBM text boosters plus a JSON model card (no
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,15 +21,21 @@ import polars as pl
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.isotonic import IsotonicRegression
 
-import fleetops
-from fleetops.core.errors import ConfigError, ValidationError
+from fleetops.core.errors import ValidationError
+from fleetops.maintenance.artifact import (
+    card_header,
+    create_folder,
+    load_booster,
+    read_card,
+    save_booster,
+    write_card,
+)
 from fleetops.maintenance.cmapss import RUL_CAP, add_rul, validate
 from fleetops.maintenance.features import DEFAULT_BASELINE, DEFAULT_WINDOWS, FeatureBuilder
 from fleetops.maintenance.normalise import HealthIndex, RegimeNormaliser
 
 ARTIFACT_FORMAT = "fleetops.maintenance.rul/2"
 HORIZON_FORMAT = "fleetops.maintenance.horizon/1"
-CARD = "model_card.json"
 
 
 def contributions(boosters: Sequence[lgb.Booster], data: np.ndarray) -> np.ndarray:
@@ -153,51 +156,31 @@ class _CmapssPipeline(BaseEstimator):  # type: ignore[misc]
     ) -> Path:
         """Write a versioned artifact folder: boosters as LightGBM text, JSON model card."""
         self._check_fitted()
-        folder = Path(folder)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"{folder}: cannot create ({exc.strerror})") from None
-        files = []
-        for i, booster in enumerate(self.boosters_):
-            name = f"booster_{i}.txt"
-            booster.save_model(str(folder / name))
-            files.append({"file": name, "sha256": _sha256(folder / name)})
-        card = {
-            "format": self._FORMAT,
-            "model": self._KIND,
-            "fleetops_version": fleetops.__version__,
-            "lightgbm_version": lgb.__version__,
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "params": {
+        folder = create_folder(folder)
+        files = [save_booster(folder, f"booster_{i}.txt", b) for i, b in enumerate(self.boosters_)]
+        card = card_header(
+            format=self._FORMAT,
+            kind=self._KIND,
+            params={
                 k: (list(v) if isinstance(v, tuple) else v) for k, v in self.get_params().items()
             },
-            "data": data or {},
-            "training": self.train_info_,
-            "metrics": metrics or {},
-            "features": self.feature_names_,
+            data=data,
+            training=self.train_info_,
+            metrics=metrics,
+            features=self.feature_names_,
+        )
+        card |= {
             "normaliser": self.normaliser_.to_dict(),
             "health_index": self.health_.to_dict() if self.health_index else None,
             "boosters": files,
             **self._extra_state(),
         }
-        (folder / CARD).write_text(json.dumps(card, indent=2), encoding="utf-8")
+        write_card(folder, card)
         return folder
 
     @classmethod
-    def _load_card(cls, folder: Path | str) -> tuple[Path, dict[str, Any]]:
-        folder = Path(folder)
-        card_path = folder / CARD
-        if not card_path.is_file():
-            raise ConfigError(f"{folder}: not a model artifact (no {CARD})")
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-        if card.get("format") != cls._FORMAT:
-            raise ConfigError(f"{folder}: format {card.get('format')!r}, expected {cls._FORMAT}")
-        return folder, card
-
-    @classmethod
     def load(cls, folder: Path | str) -> Any:
-        folder, card = cls._load_card(folder)
+        folder, card = read_card(folder, cls._FORMAT)
         params = dict(card["params"])
         params["windows"] = tuple(params["windows"])
         if "mlp_hidden" in params:
@@ -209,7 +192,7 @@ class _CmapssPipeline(BaseEstimator):  # type: ignore[misc]
         model.feature_names_ = list(card["features"])
         model.n_features_in_ = len(model.feature_names_)
         model.train_info_ = card["training"]
-        model.boosters_ = [_load_booster(folder, entry) for entry in card["boosters"]]
+        model.boosters_ = [load_booster(folder, entry) for entry in card["boosters"]]
         model._load_extra(card)
         return model
 
@@ -628,14 +611,3 @@ def _train_info(frame: pl.DataFrame, norm: RegimeNormaliser, start: float) -> di
 
 def _last(feats: pl.DataFrame) -> pl.DataFrame:
     return feats.group_by("unit", maintain_order=True).last()
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _load_booster(folder: Path, entry: dict[str, Any]) -> lgb.Booster:
-    path = folder / entry["file"]
-    if not path.is_file() or _sha256(path) != entry["sha256"]:
-        raise ConfigError(f"{path}: missing or does not match the model card's hash")
-    return lgb.Booster(model_file=str(path))
