@@ -716,6 +716,19 @@ def _vehicle_record(row: dict[str, Any]) -> dict[str, Any]:
     return rec
 
 
+# The raw vehicle-event record (vehicle-json) the generators write.
+_VEHICLE_EVENT_COLUMNS = (
+    "time",
+    "vin",
+    "ecu",
+    "event",
+    "software_version",
+    "campaign_id",
+    "code",
+    "severity_id",
+)
+
+
 def _render_vehicles(frame: pl.DataFrame) -> pl.DataFrame:
     frame = frame.with_columns(
         domain=pl.lit("vehicle"),
@@ -727,10 +740,9 @@ def _render_vehicles(frame: pl.DataFrame) -> pl.DataFrame:
         ),
         message=pl.when(pl.col("event") == "ids").then(pl.col("code")),
     )
-    cols = ("time", "vin", "ecu", "event", "software_version", "campaign_id", "code", "severity_id")
     lines = [
         orjson.dumps(_vehicle_record(row)).decode()
-        for row in frame.select(cols).iter_rows(named=True)
+        for row in frame.select(_VEHICLE_EVENT_COLUMNS).iter_rows(named=True)
     ]
     return frame.with_columns(line=pl.Series(lines, dtype=pl.String))
 
@@ -786,19 +798,7 @@ def _attack_ota(
     )
     rollout = start + 40_000 * len(calls)
     taken = [vins[i] for i in rng.choice(len(vins) // 2, size=40, replace=False)]
-    recs: dict[str, list[Any]] = {
-        k: []
-        for k in (
-            "time",
-            "vin",
-            "ecu",
-            "event",
-            "software_version",
-            "campaign_id",
-            "code",
-            "severity_id",
-        )
-    }
+    recs: dict[str, list[Any]] = {k: [] for k in _VEHICLE_EVENT_COLUMNS}
 
     def add(t: int, vin: str, event: str, code: str | None = None, sev: int = 1) -> None:
         recs["time"].append(t)
@@ -894,19 +894,7 @@ def _attack_stuffing(rng: np.random.Generator, t0: int, vins: list[str]) -> pl.D
 
 def _attack_worm(rng: np.random.Generator, t0: int, vins: list[str]) -> pl.DataFrame:
     infected = [vins[i] for i in rng.choice(range(len(vins) // 2, len(vins)), 10, replace=False)]
-    recs: dict[str, list[Any]] = {
-        k: []
-        for k in (
-            "time",
-            "vin",
-            "ecu",
-            "event",
-            "software_version",
-            "campaign_id",
-            "code",
-            "severity_id",
-        )
-    }
+    recs: dict[str, list[Any]] = {k: [] for k in _VEHICLE_EVENT_COLUMNS}
     for j, vin in enumerate(infected):
         ti = t0 + j * int(rng.integers(20, 50)) * 60_000
         events: list[tuple[str, str | None, str | None, int]] = [
