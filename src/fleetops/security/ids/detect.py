@@ -5,12 +5,16 @@ Per frame (in time order), with up to three previous frames of the same id kept:
 
 * an id never seen in training: ``flooding`` if it repeats within ``flood_s``, else
   ``id_fuzzing``;
-* timing: early if the gap to the previous frame of the id is below the learned band and
-  neither the gap to the 2nd nor the 3rd previous frame is inside the band (so the real
-  frame after an injected one is excused), or if the last three gaps together are
-  shorter than two ever were in training (extra frames interleaved at the id's own
-  cycle); an id pair never seen in sequence is recorded as evidence only (across drives
-  it is too common to alert on);
+* timing: on ids with a steady cycle, off phase if the frame is further from the phase of
+  each of its last three frames than training allowed (an injected frame is; the real
+  frame after it is not; a masquerader's own clock drifts off; a late frame counts only
+  if the id's previous frame was off phase too: one late frame is mostly bus delay); early if the gap to the
+  previous frame of the id is below the learned band, unless the gap to the 2nd or 3rd
+  previous frame is inside the band and the frame is in phase or the frame before it was
+  itself early (then the extra frame is already flagged); or if the last three gaps
+  together are shorter than two ever were in training (extra frames interleaved at the
+  id's own cycle); an id pair never seen in sequence is recorded as evidence only (across
+  drives it is too common to alert on);
 * payload: a DLC never seen; frozen bits broken and byte values outside the learned
   ranges (absolute checks: they need several broken bits / bytes, and support from
   timing or an over-threshold transition, see GATE); the surprise of the transition
@@ -36,7 +40,12 @@ import numpy as np
 import numpy.typing as npt
 
 from fleetops.core.types import CanFrames
-from fleetops.security.ids.model import IdsModel, same_id_history
+from fleetops.security.ids.model import (
+    IdsModel,
+    excused_after_extra,
+    phase_residual,
+    same_id_history,
+)
 
 ATTACKS: tuple[str, ...] = (
     "",
@@ -69,9 +78,10 @@ EVIDENCE: tuple[str, ...] = (
     "byte_range",
     "unseen_sequence",
     "silence",
+    "off_phase",
 )
-E_UNKNOWN, E_EARLY, E_DLC, E_FROZEN, E_TRANSITION, E_RANGE, E_SEQUENCE, E_SILENCE = (
-    1 << i for i in range(8)
+E_UNKNOWN, E_EARLY, E_DLC, E_FROZEN, E_TRANSITION, E_RANGE, E_SEQUENCE, E_SILENCE, E_PHASE = (
+    1 << i for i in range(9)
 )
 UNKNOWN_SCORE = 10.0
 DLC_SCORE = 10.0
@@ -172,9 +182,19 @@ def score_frames(
 
     # Timing.
     lo, hi = model.dt_lo[r], model.dt_hi[r]
-    excused = np.zeros(n, dtype=bool)
-    for d in dts[1:]:
-        excused |= (d >= lo) & (d <= hi)
+    off, near = phase_residual(dts, model.period[r])
+    tol = model.phase_tol[r]
+    phased = known & near & np.isfinite(tol)
+    phase_score = np.where(phased, np.abs(off) / tol, 0.0)
+    excused = excused_after_extra(dts, lo, hi, phased & (phase_score < 1.0))
+    # A late frame (more than a period after the id's previous one) alone is a delayed real
+    # one as often as not (bus load another drive has and training had not: the next frame
+    # is back on the grid); a sender off the grid stays off, so a late frame counts when
+    # the id's previous frame was off phase too.
+    off_raw = phase_score >= 1.0
+    late_raw = off_raw & (dts[0] > model.period[r])
+    off_prev = has[0] & off_raw[np.maximum(prev[0], 0)]
+    phase_score = np.where(late_raw & ~off_prev, 0.0, phase_score)
     prev_any = np.concatenate([[k], row[:-1]]) if n else row
     unseen_pair = known & (model.pairs[np.where(prev_any < 0, k, prev_any), r] == 0)
     judged = known & has[0] & (lo > 0) & ~excused
@@ -182,7 +202,11 @@ def score_frames(
     lo3 = model.dt3_lo[r]
     rate_judged = known & has[2] & (lo3 > 0)
     time_score = np.maximum(time_score, np.where(rate_judged, lo3 / np.maximum(dts[2], _TINY), 0.0))
+    time_score = np.maximum(time_score, phase_score)
     early = time_score >= 1.0
+    # Off phase and late, nothing early: the expected frame never came and another sender
+    # answers on its own clock.
+    late = early & late_raw & (phase_score >= 1.0) & (time_score == phase_score)
 
     # Payload.
     dlc_bad = known & ((model.dlc_mask[r] >> dlc.astype(np.uint16)) & 1 == 0)
@@ -230,6 +254,7 @@ def score_frames(
     evidence |= np.where(kn & (trans >= 1.0), E_TRANSITION, 0).astype(np.int16)
     evidence |= np.where(n_range > 0, E_RANGE, 0).astype(np.int16)
     evidence |= np.where(kn & unseen_pair & early, E_SEQUENCE, 0).astype(np.int16)
+    evidence |= np.where(phase_score >= 1.0, E_PHASE, 0).astype(np.int16)
 
     # Names of known-id alerts.
     pay_alert = kn & (payload >= 1.0)
@@ -241,8 +266,16 @@ def score_frames(
     gap_any = np.concatenate([[np.inf], np.diff(t)]) if n else t
     seq = time_only & ~flood & prev_time_only & (prev_ids != ids) & (gap_any < lo)
     named = np.select(
-        [pay_alert & fuzz, pay_alert & early, pay_alert, flood, seq, time_only],
-        [PAYLOAD_FUZZING, SPOOFING, MASQUERADE, FLOODING, SEQUENCE_REPLAY, REPLAY],
+        [pay_alert & fuzz, pay_alert & early & ~late, pay_alert, late, flood, seq, time_only],
+        [
+            PAYLOAD_FUZZING,
+            SPOOFING,
+            MASQUERADE,
+            MASQUERADE,
+            FLOODING,
+            SEQUENCE_REPLAY,
+            REPLAY,
+        ],
         NONE,
     )
     attack[kn] = named[kn]

@@ -4,8 +4,9 @@ Everything is learned from attack-free frames with quantiles and fixed margins, 
 thresholds carry over to other captures of the same vehicle:
 
 * timing: the normal band ``[lo, hi]`` of the inter-arrival time (0.1 % / 99.9 %
-  quantiles, widened by ``margin``) and the silence after which an id counts as
-  suppressed;
+  quantiles, widened by ``margin``), the silence after which an id counts as
+  suppressed and, for ids sent on a steady cycle, the period and how far a frame may
+  stray from the phase of the last frames (see :func:`phase_residual`);
 * payload: the DLCs seen, the bits that never changed (mask and value), each bit's flip
   probability between consecutive frames (a transition scores the surprise of the bits it
   flips) and the byte value ranges;
@@ -34,9 +35,15 @@ from fleetops.core.errors import ConfigError, ValidationError
 from fleetops.core.types import CanFrames
 
 F64 = npt.NDArray[np.float64]
-MODEL_VERSION = 2  # 2: rate check (dt3_lo) and calibration summary
+MODEL_VERSION = 3  # 2: rate check (dt3_lo) and calibration summary; 3: period / phase
 LAGS = 3  # payload and timing look back this many frames of the same id
 MIN_FRAMES = 20  # fewer training frames than this: the id's statistics are not trusted
+# Phase is judged against the last frames only while they are at most this many periods
+# back: a period learned to ~0.01 % drifts by less than the jitter over a few cycles.
+PHASE_CYCLES = 4
+# A cycle whose frames stray from phase by a quarter period or more (jittery senders,
+# two-slot schedules) has no phase worth judging.
+PHASE_MAX_TOL = 0.25
 
 
 @dataclass(slots=True)
@@ -65,6 +72,8 @@ class IdsModel:
     dt_hi: F64  # the upper end of the normal band
     dt3_lo: F64  # three gaps shorter than this (two gaps' minimum): extra frames (0: off)
     dt_sup: F64  # silence longer than this is suppression (inf: not judged)
+    period: F64  # the id's cycle (0: not periodic enough to judge phase)
+    phase_tol: F64  # a frame off the phase of all its last frames by more than this alerts
     dlc_mask: npt.NDArray[np.uint16]  # bit d set: DLC d seen
     const_mask: npt.NDArray[np.uint64]  # bits that never changed in training
     const_val: npt.NDArray[np.uint64]
@@ -110,6 +119,8 @@ class IdsModel:
             dt_hi=self.dt_hi,
             dt3_lo=self.dt3_lo,
             dt_sup=self.dt_sup,
+            period=self.period,
+            phase_tol=self.phase_tol,
             dlc_mask=self.dlc_mask,
             const_mask=self.const_mask,
             const_val=self.const_val,
@@ -145,6 +156,8 @@ class IdsModel:
                     dt_hi=z["dt_hi"].astype(np.float64),
                     dt3_lo=z["dt3_lo"].astype(np.float64),
                     dt_sup=z["dt_sup"].astype(np.float64),
+                    period=z["period"].astype(np.float64),
+                    phase_tol=z["phase_tol"].astype(np.float64),
                     dlc_mask=z["dlc_mask"].astype(np.uint16),
                     const_mask=z["const_mask"].astype(np.uint64),
                     const_val=z["const_val"].astype(np.uint64),
@@ -194,6 +207,43 @@ def same_id_history(ids: npt.NDArray[np.int64], lag: int) -> npt.NDArray[np.int6
     return out
 
 
+def phase_residual(dts: list[F64], period: F64) -> tuple[F64, npt.NDArray[np.bool_]]:
+    """Per frame, the signed distance (seconds; > 0: late) from the nearest whole number of
+    periods after the closest-in-phase of its last frames (``dts``: the gaps to them, inf
+    where none), and whether any was near enough to judge.
+
+    An injected frame on a periodic id leaves the real frames on their grid: the real frame
+    after it is in phase with the one before the injection (not flagged), while the injected
+    one is in phase with none of them. A masquerader on its own clock drifts off the grid.
+    """
+    best = np.full(period.size, np.inf)
+    signed = np.zeros(period.size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for d in dts:
+            cycles = np.maximum(np.rint(d / period), 1.0)
+            r = d - cycles * period
+            use = (cycles <= PHASE_CYCLES) & (np.abs(r) < best) & (period > 0)
+            best = np.where(use, np.abs(r), best)
+            signed = np.where(use, r, signed)
+    return signed, np.isfinite(best)
+
+
+def excused_after_extra(
+    dts: list[F64], lo: F64, hi: F64, in_phase: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.bool_]:
+    """Frames whose short gap is explained by an extra frame before them: the gap to the
+    2nd or 3rd previous frame is normal, and either the frame is in phase (the phase check
+    then flags the extra one) or the previous frame came sooner than ``lo`` after its own
+    predecessor (``dts[1] - dts[0]``: the gap check flagged it). Otherwise the real frame
+    after the extra one is the only one that shows it (two short gaps): not excused."""
+    normal = np.zeros(lo.size, dtype=bool)
+    for d in dts[1:]:
+        normal |= (d >= lo) & (d <= hi)
+    with np.errstate(invalid="ignore"):
+        extra_flagged = (dts[1] - dts[0]) < lo
+    return normal & (extra_flagged | in_phase)
+
+
 def transition_surprise(
     flip_w: F64, rows: npt.NDArray[np.int64], xor: npt.NDArray[np.uint64]
 ) -> F64:
@@ -203,12 +253,29 @@ def transition_surprise(
     return out
 
 
+def _phase_fit(gaps: F64, lagged: F64, margin: float) -> tuple[float, float]:
+    """(period, phase tolerance) of one id from its gaps and its (n, LAGS) gaps to the last
+    frames; tolerance inf where the id keeps no steady phase."""
+    mid = float(np.median(gaps))
+    steady = gaps[(gaps > 0.5 * mid) & (gaps < 1.5 * mid)]
+    if mid <= 0 or steady.size < MIN_FRAMES:
+        return 0.0, np.inf
+    period = float(np.median(steady))
+    r, judged = phase_residual(list(lagged.T), np.full(lagged.shape[0], period))
+    off = np.abs(r[judged])
+    # Floor: 1 % of the period, below which timestamps (or a simulator) are too regular to
+    # say anything about another drive's jitter.
+    tol = max(float(off.max()) * (1 + margin), 0.01 * period) if off.size else np.inf
+    return period, tol if tol < PHASE_MAX_TOL * period else np.inf
+
+
 def _fit(parts: list[CanFrames], p: IdsParams) -> IdsModel:
     """Every rule learned from ``parts`` (sorted, non-empty timelines), uncalibrated."""
     all_ids = np.unique(np.concatenate([f.arbitration_id for f in parts])).astype(np.uint32)
     k = all_ids.size
     dts: list[list[F64]] = [[] for _ in range(k)]
     dt3s: list[list[F64]] = [[] for _ in range(k)]
+    lagged: list[list[F64]] = [[] for _ in range(k)]  # (n, LAGS) gaps to the last frames
     xors: list[list[npt.NDArray[np.uint64]]] = [[] for _ in range(k)]
     payloads: list[list[npt.NDArray[np.uint8]]] = [[] for _ in range(k)]
     dlc_mask = np.zeros(k, dtype=np.uint16)
@@ -221,6 +288,13 @@ def _fit(parts: list[CanFrames], p: IdsParams) -> IdsModel:
         dt = np.where(has, f.timestamp - f.timestamp[np.maximum(prev, 0)], np.nan)
         prev2 = same_id_history(rows, LAGS - 1)
         dt2 = f.timestamp - f.timestamp[np.maximum(prev2, 0)]
+        gaps = np.stack(
+            [
+                np.where(q >= 0, f.timestamp - f.timestamp[np.maximum(q, 0)], np.inf)
+                for q in (prev, prev2, same_id_history(rows, LAGS))
+            ],
+            axis=1,
+        )
         xor = np.where(has, word ^ word[np.maximum(prev, 0)], np.uint64(0))
         np.bitwise_or.at(dlc_mask, rows, (np.uint16(1) << f.dlc.astype(np.uint16)))
         # Row k stands for "start of capture" so the first frame has a predecessor.
@@ -235,12 +309,15 @@ def _fit(parts: list[CanFrames], p: IdsParams) -> IdsModel:
             payloads[r].append(f.data[sel])
             sel_has = sel[has[sel]]
             dts[r].append(dt[sel_has])
+            lagged[r].append(gaps[sel_has])
             dt3s[r].append(dt2[sel[prev2[sel] >= 0]])
             xors[r].append(xor[sel_has])
     dt_lo = np.zeros(k)
     dt_hi = np.full(k, np.inf)
     dt3_lo = np.zeros(k)
     dt_sup = np.full(k, np.inf)
+    period = np.zeros(k)
+    phase_tol = np.full(k, np.inf)
     const_mask = np.zeros(k, dtype=np.uint64)
     const_val = np.zeros(k, dtype=np.uint64)
     flip_w = np.zeros((k, 64))
@@ -267,6 +344,7 @@ def _fit(parts: list[CanFrames], p: IdsParams) -> IdsModel:
         if d3.size:
             dt3_lo[r] = min(float(np.quantile(d3, p.quantile)), float(d3.min())) * (1 - p.margin)
         dt_sup[r] = max(q_hi, float(d.max())) * p.suppression_factor
+        period[r], phase_tol[r] = _phase_fit(d, np.concatenate(lagged[r]), p.margin)
         words = np.ascontiguousarray(data).view("<u8").reshape(-1)
         changed = np.bitwise_or.reduce(words ^ words[0])
         const_mask[r] = ~changed
@@ -283,6 +361,8 @@ def _fit(parts: list[CanFrames], p: IdsParams) -> IdsModel:
         dt_hi=dt_hi,
         dt3_lo=dt3_lo,
         dt_sup=dt_sup,
+        period=period,
+        phase_tol=phase_tol,
         dlc_mask=dlc_mask,
         const_mask=const_mask,
         const_val=const_val,
@@ -318,6 +398,7 @@ class _Overshoot:
     rate: F64  # (k,) largest dt3_lo / span of three gaps
     surprise: F64  # (k,) largest transition surprise / threshold
     silence: F64  # (k,) longest silence / suppression threshold
+    phase: F64  # (k,) largest distance from phase / tolerance
 
     @classmethod
     def empty(cls, k: int) -> _Overshoot:
@@ -325,6 +406,7 @@ class _Overshoot:
             np.zeros(k, dtype=np.uint64),
             np.zeros((k, 8), dtype=bool),
             np.zeros(k, dtype=bool),
+            np.zeros(k),
             np.zeros(k),
             np.zeros(k),
             np.zeros(k),
@@ -389,10 +471,12 @@ def _overshoot(
     # Timing, with the scorers' excuse for the real frame after an extra one.
     dts = [np.where(h, t - t[np.maximum(q, 0)], np.inf) for q, h in zip(prev, has, strict=True)]
     lo, hi = m.dt_lo[r], m.dt_hi[r]
-    excused = np.zeros(n, dtype=bool)
-    for d in dts[1:]:
-        excused |= (d >= lo) & (d <= hi)
-    judged = has[0] & (lo > 0) & ~excused
+    off, near = phase_residual(dts, m.period[r])
+    tol = m.phase_tol[r]
+    phased = known & near & np.isfinite(tol)
+    drift = np.where(phased, np.abs(off) / tol, 0.0)
+    np.maximum.at(into.phase, fr[phased], drift[phased])
+    judged = has[0] & (lo > 0) & ~excused_after_extra(dts, lo, hi, phased & (drift < 1.0))
     early = np.where(judged, lo / np.maximum(dts[0], 1e-9), 0.0)
     np.maximum.at(into.early, fr[judged], early[judged])
     lo3 = m.dt3_lo[r]
@@ -470,6 +554,9 @@ def train(
     model.flip_thr[wide] *= over.surprise[wide] * p.payload_margin
     quiet = over.silence > 1.0
     model.dt_sup[quiet] *= over.silence[quiet] * (1 + p.margin)
+    drift = over.phase > 1.0
+    model.phase_tol[drift] *= over.phase[drift] * (1 + p.margin)
+    model.phase_tol[model.phase_tol >= PHASE_MAX_TOL * model.period] = np.inf
     model.calibration = {
         "folds": len(folds),
         "frozen_bits_dropped": int(np.bitwise_count(over.frozen_bits).sum()),
@@ -480,5 +567,7 @@ def train(
         "rate_widened": int(fast.sum()),
         "transition_widened": int(wide.sum()),
         "silence_widened": int(quiet.sum()),
+        "phase_widened": int(drift.sum()),
+        "phase_judged": int(np.isfinite(model.phase_tol).sum()),
     }
     return model

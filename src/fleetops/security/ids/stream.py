@@ -18,6 +18,7 @@ from fleetops.security.ids.detect import (
     E_DLC,
     E_EARLY,
     E_FROZEN,
+    E_PHASE,
     E_RANGE,
     E_SEQUENCE,
     E_SILENCE,
@@ -42,7 +43,7 @@ from fleetops.security.ids.detect import (
     AlertAggregator,
     byte_tables,
 )
-from fleetops.security.ids.model import IdsModel
+from fleetops.security.ids.model import PHASE_CYCLES, IdsModel
 
 _INF = math.inf
 
@@ -60,6 +61,8 @@ class StreamingScorer:
         self._hi = model.dt_hi.tolist()
         self._lo3 = model.dt3_lo.tolist()
         self._sup = model.dt_sup.tolist()
+        self._period = model.period.tolist()
+        self._ptol = model.phase_tol.tolist()
         self._dlc = model.dlc_mask.tolist()
         self._cmask = [int(v) for v in model.const_mask.tolist()]
         self._cval = [int(v) for v in model.const_val.tolist()]
@@ -74,6 +77,7 @@ class StreamingScorer:
         # Per known row: the last three (time, payload word), newest first.
         self._hist: list[list[tuple[float, int]]] = [[] for _ in range(k)]
         self._last_seen: list[float | None] = [None] * k
+        self._off = [False] * k  # the id's last frame was off phase
         self._reported = [False] * k
         self._unknown: dict[int, tuple[int, float]] = {}
         self._prev_row = k
@@ -134,21 +138,43 @@ class StreamingScorer:
         else:
             hist = self._hist[r]
             lo, hi = self._lo[r], self._hi[r]
+            dts = [t - ht for ht, _ in hist]
+            # Phase: the closest in phase of the last frames (as model.phase_residual).
+            phase_score = 0.0
+            off = 0.0
+            phased = False
+            tol = self._ptol[r]
+            period = self._period[r]
+            if tol != _INF and period > 0:
+                best = _INF
+                for d in dts:
+                    cycles = max(float(round(d / period)), 1.0)
+                    dev = d - cycles * period
+                    if cycles <= PHASE_CYCLES and abs(dev) < best:
+                        best = abs(dev)
+                        off = dev
+                if best != _INF:
+                    phased = True
+                    phase_score = abs(off) / tol
+            in_phase = phased and phase_score < 1.0
+            # As score_frames: a late frame counts only after an off-phase one.
+            off_raw = phase_score >= 1.0
+            late_raw = off_raw and dts[0] > period
+            if late_raw and not (hist and self._off[r]):
+                phase_score = 0.0
+            self._off[r] = off_raw
             time_score = 0.0
-            early = False
             if hist and lo > 0:
-                excused = False
-                for ht, _ in hist[1:]:
-                    d = t - ht
-                    if lo <= d <= hi:
-                        excused = True
-                        break
+                # As model.excused_after_extra.
+                excused = any(lo <= d <= hi for d in dts[1:]) and (in_phase or dts[1] - dts[0] < lo)
                 if not excused:
-                    time_score = lo / max(t - hist[0][0], _TINY)
+                    time_score = lo / max(dts[0], _TINY)
             lo3 = self._lo3[r]
             if len(hist) >= 3 and lo3 > 0:
-                time_score = max(time_score, lo3 / max(t - hist[2][0], _TINY))
+                time_score = max(time_score, lo3 / max(dts[2], _TINY))
+            time_score = max(time_score, phase_score)
             early = time_score >= 1.0
+            late = early and late_raw and phase_score >= 1.0 and time_score == phase_score
             unseen_pair = self._pairs[self._prev_row][r] == 0
             dlc_bad = (self._dlc[r] >> dlc) & 1 == 0
             frozen = ((word ^ self._cval[r]) & self._cmask[r]).bit_count()
@@ -179,6 +205,8 @@ class StreamingScorer:
             )
             payload_score = max(DLC_SCORE if dlc_bad else 0.0, absolute, trans_eff)
             score = max(time_score, payload_score)
+            if phase_score >= 1.0:
+                evidence |= E_PHASE
             if early:
                 evidence |= E_EARLY
                 if unseen_pair:
@@ -197,7 +225,9 @@ class StreamingScorer:
                 if dlc_bad or frozen >= self._fuzz_bits:
                     attack = PAYLOAD_FUZZING
                 else:
-                    attack = SPOOFING if early else MASQUERADE
+                    attack = SPOOFING if early and not late else MASQUERADE
+            elif late:
+                attack = MASQUERADE
             elif time_only:
                 if len(hist) >= 3 and t - hist[2][0] < lo:
                     attack = FLOODING
