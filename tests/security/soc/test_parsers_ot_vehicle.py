@@ -14,6 +14,7 @@ import pytest
 from fleetops.security.ids.detect import Alert
 from fleetops.security.ids.ocsf import to_ocsf
 from fleetops.security.soc.parsers import (
+    bench_end_to_end,
     bench_parsers,
     detect_format,
     parse_bytes,
@@ -308,4 +309,18 @@ def test_bench_parsers_reports_every_format(tmp_path: Path) -> None:
     rows = bench_parsers(require_shared("loghub").parent, repeat=1)
     assert {r["format"] for r in rows} >= {"syslog", "access-combined", "modbus-pcap"}
     assert all(r["events"] > 0 and r["events_per_s"] > 0 for r in rows)
+    assert all(r["events_per_cpu_s"] > 0 for r in rows)
     assert bench_parsers(tmp_path) == []
+
+
+@pytest.mark.shared_data
+def test_bench_end_to_end_same_findings_as_naive(tmp_path: Path) -> None:
+    got = bench_end_to_end(
+        require_shared("sigma_rules").parent, copies=1, naive_events=400, repeat=1
+    )
+    assert got is not None
+    assert got["rules"] >= 100 and got["refused"] == 0
+    assert got["events"] == 9_999 + 4_000  # the web log's one bad line is dead-lettered
+    assert got["naive_events"] == 400 and got["agrees_with_columnar"]
+    assert got["events_per_cpu_s"] > 0 and got["ratio"] > 1
+    assert bench_end_to_end(tmp_path) is None

@@ -12,6 +12,14 @@ from fleetops.security.soc.parsers.api import (
     parse_file,
     parse_text,
 )
-from fleetops.security.soc.parsers.bench import bench_parsers
+from fleetops.security.soc.parsers.bench import bench_end_to_end, bench_parsers
 
-__all__ = ["FORMATS", "bench_parsers", "detect_format", "parse_bytes", "parse_file", "parse_text"]
+__all__ = [
+    "FORMATS",
+    "bench_end_to_end",
+    "bench_parsers",
+    "detect_format",
+    "parse_bytes",
+    "parse_file",
+    "parse_text",
+]

@@ -22,6 +22,7 @@ from fleetops.security.soc.parsers.common import (
     lines_frame,
     parse_time,
     quoted,
+    with_dead_letters,
 )
 
 _Q: Final = r'(?:[^"\\]|\\.)*'  # a quoted field's content; \" and \\ are escapes
@@ -30,6 +31,15 @@ _COMBINED: Final = (
     rf'"(?P<req>{_Q})" (?P<status>\S+) (?P<bytes>\S+)'
     rf'(?: "(?P<ref>{_Q})" "(?P<ua>{_Q})"(?P<extra> .*)?)?\s*$'
 )
+# The common shape of _COMBINED's lines (no vhost, no escapes in the quoted fields,
+# referer and user agent, nothing after): anchored and unambiguous, so the regex engine
+# extracts its groups with a one-pass DFA, about 3x faster than _COMBINED. Where it
+# matches, _COMBINED matches with the same groups unless it can read a vhost first.
+_FAST: Final = (
+    r'^(?P<ip>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<ts>[^\]]+)\] "(?P<req>[^"\\]*)" '
+    r'(?P<status>\S+) (?P<bytes>\S+) "(?P<ref>[^"\\]*)" "(?P<ua>[^"\\]*)"$'
+)
+_MAYBE_VHOST: Final = r"^\S+:\d+ "
 _REQUEST: Final = r"^(?P<method>[A-Za-z][A-Za-z_-]*) (?P<target>\S+)(?: (?P<proto>[A-Z]+/[\d.]+))?$"
 _CLF_TIME: Final = "%d/%b/%Y:%H:%M:%S %z"
 # Why a line failed, tested on rejected lines in this order (first match wins).
@@ -103,7 +113,7 @@ def _http(
     """Events and fields from the normalised columns ``_ip _user _time _method _target
     _proto _status _bytes _ref _ua _host`` of ``frame``."""
     target = pl.col("_target")
-    stem = target.str.extract(r"^([^?]*)")
+    stem = target.str.splitn("?", 2).struct.field("field_0")  # = extract("^([^?]*)"), faster
     query = target.str.extract(r"\?(.*)$")
     status = pl.col("_status").cast(pl.Int32, strict=False)
     method = pl.col("_method").str.to_uppercase()
@@ -157,19 +167,58 @@ def _http(
     return finish(frame, reason, events, fields, source_file)
 
 
+def _combined_parts(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` plus one String column per group of ``_COMBINED`` (null if no match),
+    the quoted fields (``req``, ``ref``, ``ua``) unescaped.
+
+    The fast regex takes the lines it can; the others (and those where ``_COMBINED``
+    might read a vhost first) go through ``_COMBINED`` itself, so the groups are the same.
+    Only those need unescaping: the fast regex takes no backslash in a quoted field.
+    """
+    line = pl.col("line")
+    parts = frame.with_columns(line.str.extract_groups(_FAST).alias("_p")).unnest("_p")
+    slow = parts.select(pl.col("ip").is_null() | line.str.contains(_MAYBE_VHOST)).to_series()
+    nulls = [pl.lit(None, dtype=pl.String()).alias(name) for name in ("vhost", "extra")]
+    if not slow.any():
+        return parts.with_columns(nulls)
+    rest = (
+        frame.filter(slow)
+        .with_columns(line.str.extract_groups(_COMBINED).alias("_p"))
+        .unnest("_p")
+        .with_columns(_unescape(pl.col(name)) for name in ("req", "ref", "ua"))
+    )
+    return pl.concat([parts.filter(~slow).with_columns(nulls), rest], how="diagonal").sort(
+        "record_index"
+    )
+
+
 def parse_access_combined(text: str, source_file: str) -> EventBatch:
     """Apache/nginx combined or common format (optionally ``%v:%p`` first), one line each."""
-    frame = lines_frame(text)
-    parts = pl.col("line").str.extract_groups(_COMBINED)
-    frame = frame.with_columns(parts.alias("_p"))
-    p = pl.col("_p").struct
-    request = _unescape(p.field("req"))
+    parts = _combined_parts(lines_frame(text))
+    matched = parts["ip"].is_not_null()
+    # Lines no regex takes are diagnosed apart: the diagnoses are costly and rare.
+    rejects = parts.filter(~matched).select(
+        pl.col("record_index"),
+        pl.coalesce(
+            [pl.when(pl.col("line").str.contains(rx)).then(pl.lit(why)) for rx, why in _DIAGNOSES]
+            + [
+                pl.lit(
+                    "not an access log line: expected 'client ident user [time] \"request\" status bytes'"
+                )
+            ]
+        ).alias("reason"),
+        pl.col("line"),
+    )
+    frame = parts.filter(matched) if rejects.height else parts
+    request = pl.col("req")
     req = request.str.extract_groups(_REQUEST)
-    frame = frame.with_columns(
-        p.field("ip").alias("_ip"),
-        p.field("user").alias("_user"),
-        p.field("ts").alias("_ts"),
-        p.field("ts")
+    frame = frame.select(
+        pl.col("record_index"),
+        pl.col("line"),
+        pl.col("ip").alias("_ip"),
+        pl.col("user").alias("_user"),
+        pl.col("ts").alias("_ts"),
+        pl.col("ts")
         .str.to_datetime(_CLF_TIME, strict=False, time_unit="ms")
         .dt.convert_time_zone("UTC")
         .alias("_time"),
@@ -179,23 +228,14 @@ def parse_access_combined(text: str, source_file: str) -> EventBatch:
         # port, "-") is still a request the server logged: keep it whole as the target.
         pl.coalesce(req.struct.field("target"), request).alias("_target"),
         req.struct.field("proto").alias("_proto"),
-        p.field("status").alias("_status"),
-        p.field("bytes").alias("_bytes"),
-        _unescape(p.field("ref")).alias("_ref"),
-        _unescape(p.field("ua")).alias("_ua"),
-        p.field("vhost").alias("_host"),
-    )
-    diagnose = pl.coalesce(
-        [pl.when(pl.col("line").str.contains(rx)).then(pl.lit(why)) for rx, why in _DIAGNOSES]
-        + [
-            pl.lit(
-                "not an access log line: expected 'client ident user [time] \"request\" status bytes'"
-            )
-        ]
+        pl.col("status").alias("_status"),
+        pl.col("bytes").alias("_bytes"),
+        pl.col("ref").alias("_ref"),
+        pl.col("ua").alias("_ua"),
+        pl.col("vhost").alias("_host"),
     )
     reason = first_reason(
         [
-            (pl.col("_ip").is_null(), diagnose),
             (
                 ~pl.col("_status").str.contains(r"^(?:\d{3}|-)$"),
                 pl.format("bad status {}", quoted(pl.col("_status"))),
@@ -207,7 +247,8 @@ def parse_access_combined(text: str, source_file: str) -> EventBatch:
             (pl.col("_time").is_null(), pl.format("bad timestamp {}", quoted(pl.col("_ts")))),
         ]
     )
-    return _http(frame, reason, source_file, _product(source_file))
+    batch = _http(frame, reason, source_file, _product(source_file))
+    return with_dead_letters(batch, dead_letters(source_file, rejects.rows()))
 
 
 _JSON_KEYS: Final[dict[str, tuple[str, ...]]] = {
@@ -313,10 +354,7 @@ def parse_access_json(text: str, source_file: str) -> EventBatch:
         product,
         {"client_id": pl.col("_client_id"), "duration": pl.col("_duration")},
     )
-    if not bad:
-        return batch
-    dead = pl.concat([batch.dead_letters, dead_letters(source_file, bad)]).sort("record_index")
-    return EventBatch(batch.events, batch.fields, dead)
+    return with_dead_letters(batch, dead_letters(source_file, bad))
 
 
 __all__ = ["parse_access_combined", "parse_access_json", "read_json_columns"]

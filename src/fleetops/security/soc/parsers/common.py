@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Final
 
 import polars as pl
 
@@ -78,9 +79,21 @@ def status_id(expr: pl.Expr) -> pl.Expr:
     )
 
 
+# The usual stamp: ISO 8601 with "T", UTC "Z" or a "+hh:mm" offset. Parsed apart with one
+# format; the general chain below then sees only the other rows (nulls cost nothing).
+_PLAIN_ISO: Final = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)$"
+
+
 def parse_time(expr: pl.Expr) -> pl.Expr:
     """UTC time from ISO 8601 (with offset, ``Z`` or none = UTC) or epoch s / ms / µs."""
-    text = expr.cast(pl.String).str.strip_chars()
+    text = expr.cast(pl.String)
+    plain = text.str.contains(_PLAIN_ISO).fill_null(False)
+    fast = (
+        pl.when(plain)
+        .then(text.str.replace(r"Z$", "+00:00"))
+        .str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="ms")
+    )
+    text = pl.when(~plain).then(text).str.strip_chars()
     iso = text.str.replace(r"[Zz]$", "+00:00").str.replace(r"^(\d{4}-\d\d-\d\d) ", "${1}T")
     number = text.cast(pl.Float64, strict=False)
     epoch_ms = (
@@ -91,6 +104,7 @@ def parse_time(expr: pl.Expr) -> pl.Expr:
         .otherwise(number * 1000)  # seconds
     )
     return pl.coalesce(
+        fast.dt.convert_time_zone("UTC"),
         iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="ms"),
         iso.str.to_datetime(
             "%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="ms"
@@ -182,8 +196,9 @@ def finish(
     expressions (cast to String, empty strings kept).
     """
     frame = frame.with_columns(reason.alias("_reason"))
-    bad = frame.filter(pl.col("_reason").is_not_null())
-    good = frame.filter(pl.col("_reason").is_null())
+    failed = frame["_reason"].is_not_null()
+    bad = frame.filter(failed)
+    good = frame.filter(~failed) if not bad.is_empty() else frame  # all good: no copy
     event_frame = good.select(
         *[expr.alias(name) for name, expr in events.items()],
         pl.col("record_index"),
@@ -211,3 +226,11 @@ def dead_letters(source_file: str, rows: Sequence[tuple[int, str, str]]) -> pl.D
         },
         schema=DEAD_LETTER_SCHEMA,
     )
+
+
+def with_dead_letters(batch: EventBatch, dead: pl.DataFrame) -> EventBatch:
+    """``batch`` plus the dead letters ``dead``, all of them in line order."""
+    if dead.is_empty():
+        return batch
+    merged = pl.concat([batch.dead_letters, dead]).sort("record_index")
+    return EventBatch(batch.events, batch.fields, merged)

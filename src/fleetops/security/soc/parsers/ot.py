@@ -52,17 +52,30 @@ _PLC_PREFIXES: Final = ("program", "mode", "firmware", "logic", "config", "downl
 
 def _records(frame: pl.DataFrame, source_file: str) -> EventBatch:
     """Events from ``frame`` (``record_index``, ``line`` and one String column per key)."""
-    op = pl.col("operation").str.strip_chars()
-    op_lower = op.str.to_lowercase().str.replace_all(r"[\s_-]", "")
-    protocol = pl.col("protocol").str.to_lowercase().str.replace_all(r"[\s_-]", "")
-    service = (
+    # The derived columns are stored once: each is read by several expressions below, and
+    # eager Polars would compute a shared sub-expression again for each one.
+    frame = frame.with_columns(
+        pl.col("operation").str.strip_chars().alias("_op"),
+        pl.col("operation")
+        .str.strip_chars()
+        .str.to_lowercase()
+        .str.replace_all(r"[\s_-]", "")
+        .alias("_op_lower"),
+        pl.col("protocol").str.to_lowercase().str.replace_all(r"[\s_-]", "").alias("_protocol"),
+    )
+    op, op_lower, protocol = pl.col("_op"), pl.col("_op_lower"), pl.col("_protocol")
+    frame = frame.with_columns(
         pl.when(protocol.is_in(["opcua", "plc", "modbus"]))
         .then(protocol)
         .when(pl.any_horizontal([op_lower.str.starts_with(p) for p in _PLC_PREFIXES]))
         .then(pl.lit("plc"))
         .otherwise(pl.lit("opcua"))
+        .alias("_service"),
+        op_lower.is_in(list(_SESSION_OPS)).alias("_session"),
+        status_id(pl.col("status")).alias("_status"),
+        parse_time(pl.col("time")).alias("_time"),
     )
-    session = op_lower.is_in(list(_SESSION_OPS))
+    service, session = pl.col("_service"), pl.col("_session")
     class_uid = (
         pl.when(service == "plc")
         .then(pl.lit(int(EventClass.DEVICE_CONFIG_STATE_CHANGE)))
@@ -83,8 +96,9 @@ def _records(frame: pl.DataFrame, source_file: str) -> EventBatch:
         .then(pl.lit(4))
         .otherwise(pl.lit(3))  # write, call, method, update
     )
-    status = status_id(pl.col("status"))
-    time = parse_time(pl.col("time"))
+    frame = frame.with_columns(class_uid.alias("_class_uid"), activity.alias("_activity"))
+    class_uid, activity = pl.col("_class_uid"), pl.col("_activity")
+    status, time = pl.col("_status"), pl.col("_time")
     message = pl.coalesce(
         pl.col("message"),
         pl.format(

@@ -131,7 +131,8 @@ def parse_vehicle_json(text: str, source_file: str) -> EventBatch:
     """Every line as a vehicle event or a dead letter (bad JSON, unknown kind, no VIN/time)."""
     lines = lines_frame(text)
     events: list[dict[str, Any]] = []
-    fields: list[dict[str, str | None]] = []
+    # Native fields are gathered per column (the frame is then built without dicts).
+    fields: dict[str, list[str | None]] = {k: [] for k in FIELDS}
     dead: list[tuple[int, str, str]] = []
     for index, line in lines.iter_rows():
         try:
@@ -165,7 +166,9 @@ def parse_vehicle_json(text: str, source_file: str) -> EventBatch:
         event.update({"time": _text(stamp), "record_index": index, "raw": line})
         native["kind"] = str(kind)
         events.append(event)
-        fields.append({k: _text(native.get(k)) for k in FIELDS})
+        for key, column in fields.items():
+            value = native.get(key)
+            column.append(value if value is None or type(value) is str else _text(value))
     frame = (
         pl.DataFrame(events, infer_schema_length=None)
         if events

@@ -1,0 +1,1 @@
+"""The parsers as they were before the columnar fast paths: the oracle of test_parsers_equivalence."""
