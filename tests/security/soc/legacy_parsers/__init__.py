@@ -1,1 +1,0 @@
-"""The parsers as they were before the columnar fast paths: the oracle of test_parsers_equivalence."""
