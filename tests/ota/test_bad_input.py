@@ -7,8 +7,9 @@ import pytest
 
 from fleetops.ota import manifest as mf
 from fleetops.ota._tuf import TargetFile
+from fleetops.ota.director import EcuInfo
 from fleetops.ota.errors import ManifestRejected, UnknownVehicle, UpdateRefused
-from fleetops.ota.keys import generate_signer
+from fleetops.ota.keys import generate_signer, public_key_dict
 from fleetops.ota.store import OtaServer
 from tests.ota.conftest import BMS_HW, World, make_vin
 
@@ -62,6 +63,34 @@ def test_manifest_wrong_signature(world: World) -> None:
         reports={},
     )
     assert refused_kind(world, impostor) == "bad-signature"
+
+
+def test_manifest_signature_not_hex_or_truncated(world: World) -> None:
+    body = orjson.loads(world.car.manifest())
+    sig = body["signatures"][0]["sig"]
+    for bad in ("zz" + sig[2:], sig[:-2], "", sig[:64] + "00" * 32):
+        body["signatures"][0]["sig"] = bad
+        assert refused_kind(world, orjson.dumps(body)) == "bad-signature"
+    body["signatures"] = [{"keyid": body["signatures"][0]["keyid"]}]  # no sig at all
+    assert refused_kind(world, orjson.dumps(body)) == "bad-signature"
+
+
+def test_reregistered_key_replaces_the_loaded_one(world: World) -> None:
+    """The director keeps each ECU's key object loaded: re-registration must replace it."""
+    world.server.director.check_in(world.vin, world.car.manifest())  # old key loaded
+    new_primary = generate_signer()
+    infos = [
+        EcuInfo(
+            serial,
+            ecu.hardware_id,
+            public_key_dict(new_primary if serial == world.gw else ecu.signer),
+        )
+        for serial, ecu in world.car.ecus.items()
+    ]
+    world.server.director.register(world.vin, world.gw, infos, replace=True)
+    assert refused_kind(world, world.car.manifest()) == "bad-signature"  # old key: refused
+    world.car.primary.signer = new_primary
+    world.server.director.check_in(world.vin, world.car.manifest())  # new key: accepted
 
 
 def test_ecu_report_wrong_signature(world: World) -> None:

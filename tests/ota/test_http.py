@@ -15,7 +15,7 @@ import uvicorn
 from fleetops.ota.server import create_app
 from fleetops.ota.transport import HttpTransport
 from fleetops.ota.vehicle import Primary
-from tests.ota.conftest import World
+from tests.ota.conftest import World, make_vin
 
 FIRMWARE = b"BMS firmware over HTTP\n" * 500
 
@@ -60,9 +60,23 @@ def test_http_refusals(world: World, base_url: str) -> None:
         assert client.post(f"/director/{world.vin}/manifest", content=body).status_code == 200
         replay = client.post(f"/director/{world.vin}/manifest", content=body)
         assert replay.status_code == 400 and replay.json()["detail"]["kind"] == "replay"
+        assert client.post(f"/director/{world.vin}/manifest", content=body).status_code == 400
+        gone = client.post(f"/director/{make_vin(999999)}/manifest", content=world.car.manifest())
+        assert gone.status_code == 404 and gone.json()["detail"]["kind"] == "unknown-vehicle"
         reg = client.post(
             f"/director/{world.vin}/register",
             headers={"authorization": "Bearer sesame"},
             content=orjson.dumps({"primary_serial": "a", "ecus": []}),
         )
         assert reg.status_code == 400
+
+
+def test_check_in_answers_timestamp_and_root_version(world: World, base_url: str) -> None:
+    with httpx.Client(base_url=base_url) as client:
+        reply = client.post(f"/director/{world.vin}/manifest", content=world.car.manifest())
+        assert reply.status_code == 200
+        assert reply.content == world.server.director.metadata(world.vin, "timestamp.json")
+        assert reply.headers["x-director-root-version"] == str(world.server.director.root_version)
+        schema = client.get("/openapi.json").json()
+        check_in = schema["paths"]["/director/{vin}/manifest"]["post"]
+        assert {"200", "400", "404", "413"} <= set(check_in["responses"])

@@ -123,6 +123,10 @@ class EcuRecord:
     report_counter: int = -1
     last_sig: str = ""
     last_result: dict[str, Any] | None = None
+    verify_key: mf.VerifyKey = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.verify_key = mf.VerifyKey.of(self.key)
 
 
 @dataclass(slots=True)
@@ -216,7 +220,9 @@ class Director:
         self.max_manifest_bytes = max_manifest_bytes
         self._records: dict[str, VehicleRecord] = {}
         self._lock = threading.Lock()
-        self._root_stamp = (self.root.metadata_dir / "root.json").stat().st_mtime_ns
+        # joined once: checked on every check-in, where building the path cost more than the stat
+        self._root_file = self.root.metadata_dir / "root.json"
+        self._root_stamp = self._root_file.stat().st_mtime_ns
         # check-ins append one line to a journal (a full inventory rewrite costs ms on
         # slow filesystems); the latest line per VIN wins over inventory.json
         self._journal_path = self.path / "director" / "journal.jsonl"
@@ -357,7 +363,7 @@ class Director:
     # -- metadata ------------------------------------------------------------------------
     def _check_root(self) -> None:
         """Another process (``ota keys rotate``) may have signed a new director root."""
-        stamp = (self.root.metadata_dir / "root.json").stat().st_mtime_ns
+        stamp = self._root_file.stat().st_mtime_ns
         if stamp != self._root_stamp:
             self.root = RootKeeper("director", self.root.metadata_dir, self.root.keys)
             self._root_stamp = stamp
@@ -452,7 +458,7 @@ class Director:
         if signed.get("primary_ecu_serial") != rec.primary_serial:
             raise ManifestRejected("unknown-ecu", "manifest names a different primary ECU")
         primary = rec.ecus[rec.primary_serial]
-        mf.verify(envelope, primary.key, f"{rec.vin} vehicle manifest")
+        mf.verify(envelope, primary.verify_key, f"{rec.vin} vehicle manifest")
         counter = signed.get("counter")
         if not isinstance(counter, int) or isinstance(counter, bool):
             raise ManifestRejected("malformed", "manifest counter is not an integer")
@@ -492,7 +498,7 @@ class Director:
                     )
                 if parsed.report_counter == ecu.report_counter and sig and sig == ecu.last_sig:
                     continue  # the same report, already verified: nothing new from this ECU
-                mf.verify(report, ecu.key, f"ECU {serial} version report")
+                mf.verify(report, ecu.verify_key, f"ECU {serial} version report")
                 if parsed.report_counter <= ecu.report_counter:
                     raise ManifestRejected(
                         "replay",

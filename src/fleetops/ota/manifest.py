@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fleetops.ota._tuf import CryptoSigner, Signature, SSlibKey
-from fleetops.ota.errors import ManifestRejected
+from fleetops.ota.errors import KeyStoreError, ManifestRejected
 
 MAX_MANIFEST_BYTES = 64 * 1024
 
@@ -33,19 +35,41 @@ def sign(signed: dict[str, Any], signer: CryptoSigner) -> dict[str, Any]:
     return {"signed": signed, "signatures": [{"keyid": sig.keyid, "sig": sig.signature}]}
 
 
-def verify(envelope: dict[str, Any], key: SSlibKey, what: str) -> None:
+@dataclass(frozen=True, slots=True)
+class VerifyKey:
+    """A registered ed25519 public key, loaded once into a ``cryptography`` key object.
+
+    securesystemslib rebuilds that object from hex on every verification; the director
+    verifies a manifest on every check-in, so it keeps this one per ECU instead. Only the
+    key is kept: every signature is still verified.
+    """
+
+    keyid: str
+    public: Ed25519PublicKey
+
+    @classmethod
+    def of(cls, key: SSlibKey) -> VerifyKey:
+        if key.keytype != "ed25519" or key.scheme != "ed25519":
+            raise KeyStoreError(f"only ed25519 keys are accepted, got {key.keytype}/{key.scheme}")
+        try:
+            public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(str(key.keyval["public"])))
+        except (KeyError, ValueError) as exc:
+            raise KeyStoreError(f"not an ed25519 public key: {exc}") from None
+        return cls(key.keyid, public)
+
+
+def verify(envelope: dict[str, Any], key: VerifyKey, what: str) -> None:
     """Raise :class:`ManifestRejected` unless ``key`` signed ``envelope['signed']``."""
     sigs = envelope.get("signatures")
     signed = envelope.get("signed")
     if not isinstance(sigs, list) or not isinstance(signed, dict):
         raise ManifestRejected("malformed", f"{what}: no 'signed' object or 'signatures' list")
-    data = payload(signed)
     for entry in sigs:
         if not isinstance(entry, dict) or entry.get("keyid") != key.keyid:
             continue
         try:
-            key.verify_signature(Signature(key.keyid, str(entry.get("sig", ""))), data)
-        except Exception:  # securesystemslib raises VerificationError / UnverifiedSignatureError
+            key.public.verify(bytes.fromhex(str(entry.get("sig", ""))), payload(signed))
+        except (InvalidSignature, ValueError):  # ValueError: the signature is not hex
             raise ManifestRejected("bad-signature", f"{what}: signature does not verify") from None
         return
     raise ManifestRejected("bad-signature", f"{what}: not signed by its registered key")

@@ -260,7 +260,13 @@ class ImageRepository:
         self._cache: dict[str, bytes] = {}
         self._stamp = -1
         self._targets: Targets | None = None
+        self._set_stamp_files()
         self.reload()
+
+    def _set_stamp_files(self) -> None:
+        # joined once: reload() runs on every check-in, where joining cost more than the stat
+        self._timestamp_file = self.metadata_dir / "timestamp.json"
+        self._root_file = self.metadata_dir / "root.json"
 
     @classmethod
     def create(
@@ -275,6 +281,7 @@ class ImageRepository:
         repo.targets_dir = path / "image" / "targets"
         repo.root = RootKeeper("image", repo.metadata_dir, keys)
         repo._cache, repo._stamp, repo._targets = {}, -1, None
+        repo._set_stamp_files()
         repo._write_chain(Targets(expires=utcnow() + EXPIRY["targets"]), snapshot_version=0)
         return repo
 
@@ -282,8 +289,8 @@ class ImageRepository:
     def reload(self) -> None:
         """Pick up changes another process (``ota publish``) made; cheap when none."""
         try:
-            stamp = (self.metadata_dir / "timestamp.json").stat().st_mtime_ns
-            root_stamp = (self.metadata_dir / "root.json").stat().st_mtime_ns
+            stamp = self._timestamp_file.stat().st_mtime_ns
+            root_stamp = self._root_file.stat().st_mtime_ns
         except FileNotFoundError:
             raise ConfigError(f"no image repository at {self.path} (run `ota keys init`)") from None
         stamp = max(stamp, root_stamp)

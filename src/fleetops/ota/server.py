@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, Response
+from starlette.routing import Route
 
 from fleetops.core.errors import ValidationError
 from fleetops.ota.director import EcuInfo
@@ -29,6 +30,35 @@ from fleetops.ota.store import OtaServer
 from fleetops.ota.transport import ROOT_VERSION_HEADER
 
 JSON = "application/json"
+CHECK_IN_PATH = "/director/{vin}/manifest"
+_REFUSAL = {"description": '{"detail": {"kind": ..., "reason": ...}}'}
+CHECK_IN_OPENAPI: dict[str, Any] = {
+    "summary": "Check in: a signed vehicle version manifest",
+    "operationId": "check_in",
+    "parameters": [{"name": "vin", "in": "path", "required": True, "schema": {"type": "string"}}],
+    "requestBody": {
+        "required": True,
+        "content": {JSON: {"schema": {"type": "object"}}},
+        "description": "Uptane vehicle version manifest ({signed, signatures})",
+    },
+    "responses": {
+        "200": {
+            "description": "the vehicle's current director timestamp.json; the latest "
+            "director root version in X-Director-Root-Version",
+            "content": {JSON: {"schema": {"type": "object"}}},
+        },
+        "400": _REFUSAL,
+        "404": _REFUSAL,
+        "413": _REFUSAL,
+    },
+}
+# httptools parses HTTP in C and uvloop runs the event loop in C: with the defaults (h11,
+# asyncio) a route with a fixed reply managed about 2,000/s on one core, about 6,000/s with
+# these (docs/ota.md, Measured)
+UVICORN_STACK: dict[str, Any] = {
+    "http": "httptools",
+    "loop": "auto",  # uvloop where installed (not on Windows), asyncio otherwise
+}
 
 
 async def _body(request: Request, limit: int) -> bytes:
@@ -79,11 +109,13 @@ def create_app(
             raise HTTPException(404, "no such metadata")
         return Response(data, media_type=JSON)
 
-    @app.post("/director/{vin}/manifest")
-    async def check_in(vin: str, request: Request) -> Response:
+    # The check-in is the hot path (every vehicle, every cycle): a plain Starlette route,
+    # matched first, skips FastAPI's per-request parameter validation (about 35 µs of the
+    # ~185 µs a check-in takes in process); it is added to the OpenAPI schema by hand below.
+    async def check_in(request: Request) -> Response:
         body = await _body(request, max_manifest_bytes)
         try:
-            timestamp = director.check_in(vin, body)
+            timestamp = director.check_in(request.path_params["vin"], body)
         except UnknownVehicle as exc:
             raise HTTPException(404, {"kind": "unknown-vehicle", "reason": str(exc)}) from None
         except ManifestRejected as exc:
@@ -93,6 +125,16 @@ def create_app(
             media_type=JSON,
             headers={ROOT_VERSION_HEADER: str(director.root.root.signed.version)},
         )
+
+    app.router.routes.insert(0, Route(CHECK_IN_PATH, check_in, methods=["POST"]))
+    generate_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate_openapi()
+        schema["paths"].setdefault(CHECK_IN_PATH, {"post": CHECK_IN_OPENAPI})
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.post("/director/{vin}/register")
     async def register(vin: str, request: Request) -> dict[str, Any]:
@@ -129,4 +171,4 @@ def serve(
     import uvicorn
 
     app = create_app(OtaServer.open(repo), registration_token=registration_token)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, **UVICORN_STACK)
