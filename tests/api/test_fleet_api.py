@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
@@ -199,3 +200,59 @@ def test_maintenance_predictions_and_work_orders(tmp_path: Path, console: Consol
     assert preds["items"][0]["component"] == "lv_battery" and preds["items"][0]["p_fail"] == 0.9
     assert work["items"][0]["evidence"].startswith("12 V resting voltage")
     assert "Predicted failures" in page.text and "below the fleet" in page.text
+
+
+def test_series_and_signals_see_files_that_just_landed(tmp_path: Path, console: Console) -> None:
+    """The per-vehicle row index never hides new data: a file published after the index
+    was built (same day, and a new day) is read by the very next request."""
+    lake = Lake(tmp_path / "lake")
+    shutil.copytree(console.lake.root, lake.root)
+    app = create_app(replace(console.settings, lake=lake.root), store=console.store)
+    signal = "Vehicle.Speed"
+    last = lake.query("SELECT max(ts) AS t FROM signals").to_pylist()[0]["t"]
+    start, end = last - timedelta(hours=6), last + timedelta(days=1, hours=6)
+    window = {"signal": signal, "start": start.isoformat(), "end": end.isoformat(), "points": 20}
+    path = f"/api/v1/vehicles/{console.vin}/series"
+    with TestClient(app) as c:
+        before = c.get(path, params=window, headers=console.auth("viewer")).json()["points"]
+        latest = c.get(f"/api/v1/vehicles/{console.vin}/signals", headers=console.auth("viewer"))
+        assert before and "Vehicle.Custom.Probe" not in {s["signal"] for s in latest.json()}
+        other = lake.query("SELECT vin FROM vehicles WHERE vin <> ? LIMIT 1", [console.vin])
+        stamps = [last - timedelta(minutes=1), last + timedelta(hours=12)]  # today, a new day
+        rows = [  # interleaved with another vehicle, so the VIN's rows are not one block
+            (vin, ts, name, value)
+            for ts in stamps
+            for vin, name, value in [
+                (console.vin, signal, 999.0),
+                (other.to_pylist()[0]["vin"], signal, 1.0),
+                (console.vin, "Vehicle.Custom.Probe", 7.0),
+            ]
+        ]
+        columns = zip(*rows, strict=True)
+        lake.write(
+            "signals", pa.table(dict(zip(["vin", "ts", "signal", "value"], columns, strict=True)))
+        )
+        after = c.get(path, params=window, headers=console.auth("viewer")).json()["points"]
+        latest = c.get(f"/api/v1/vehicles/{console.vin}/signals", headers=console.auth("viewer"))
+    assert sum(p["n"] for p in after) == sum(p["n"] for p in before) + 2
+    assert max(p["max"] for p in after) == 999.0
+    assert datetime.fromisoformat(after[-1]["t"]) > last  # the new day partition is read
+    probe = [s for s in latest.json() if s["signal"] == "Vehicle.Custom.Probe"]
+    assert probe == [
+        {"signal": "Vehicle.Custom.Probe", "value": 7.0, "ts": probe[0]["ts"], "samples": 2}
+    ]
+
+
+def test_dtc_page_sees_files_that_just_landed(tmp_path: Path, console: Console) -> None:
+    """The in-memory copy of ``dtcs`` is reloaded as soon as a new file is in the lake."""
+    lake = Lake(tmp_path / "lake")
+    shutil.copytree(console.lake.root, lake.root)
+    app = create_app(replace(console.settings, lake=lake.root), store=console.store)
+    with TestClient(app) as c:
+        before = c.get("/api/v1/dtcs", params={"limit": 1}, headers=console.auth("viewer")).json()
+        newest = datetime.fromisoformat(before["items"][0]["ts"]) + timedelta(days=1)
+        row = {"vin": [console.vin], "ts": [newest], "ecu": ["BMS"], "code": ["P0A7F"]}
+        lake.write("dtcs", pa.table(row | {"description": ["Hybrid battery pack deterioration"]}))
+        after = c.get("/api/v1/dtcs", params={"limit": 1}, headers=console.auth("viewer")).json()
+    assert after["total"] == before["total"] + 1
+    assert after["items"][0]["vin"] == console.vin and after["items"][0]["code"] == "P0A7F"

@@ -3,8 +3,12 @@
 The snapshot (one row per vehicle: inventory, latest key signals, DTC counts, health) is
 computed with DuckDB from the lake and rebuilt only when the lake's files change (checked
 at most every ``refresh_s`` seconds), so listing and summarising 10 k vehicles is a Polars
-operation on a small frame. Time series are downsampled in DuckDB (``time_bucket``), so a
-plot never ships more than ``points`` buckets.
+operation on a small frame. Per-vehicle reads (time series, latest signals) go through a
+row index of the signals files (:mod:`fleetops.api.lake_index`): DuckDB decodes only the
+row group holding the vehicle, not the whole day. Time series are downsampled in DuckDB
+(``time_bucket``), so a plot never ships more than ``points`` buckets. DTC pages filter an
+in-memory copy of ``dtcs``. Both list the lake's folders on every call, so a file that
+has just landed is read at once.
 
 Health, per vehicle, relative to the newest sample in the lake (``as_of``):
 
@@ -18,15 +22,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import duckdb
 import polars as pl
 
+from fleetops.api.lake_index import RowIndex, SliceCache, TableCopy
 from fleetops.core.errors import ValidationError
 from fleetops.core.lake import Lake
+from fleetops.core.schema import DTCS
 
 SOC = "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current"
 LV_VOLTAGE = "Vehicle.LowVoltageBattery.CurrentVoltage"
@@ -69,13 +77,6 @@ class Snapshot:
     built_in_s: float
 
 
-def _day_partitions(lake: Lake, table: str) -> list[str]:
-    folder = lake.root / table
-    if not folder.is_dir():
-        return []
-    return sorted(p.name[5:] for p in folder.iterdir() if p.name.startswith("date="))
-
-
 def lake_signature(lake: Lake) -> tuple[Any, ...]:
     """Changes whenever a file is published into (or removed from) the lake."""
     parts: list[Any] = []
@@ -104,19 +105,27 @@ class FleetData:
         self._checked = 0.0
         self._con: duckdb.DuckDBPyConnection | None = None
         self._summary: tuple[Snapshot, dict[str, Any]] | None = None
+        self._signal_rows = RowIndex(lake.root / "signals")
+        self._slices = SliceCache(max_rows=1_000_000)  # ≈ 80 vehicle-days of 37 signals, ≈ 60 MB
+        self._dtcs = TableCopy(lake.root / "dtcs", DTCS, "ts DESC, vin, code")
 
     # -- connection and snapshot ------------------------------------------------------------
 
-    def _rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-        """Run SQL on a cursor of its own (one per call: DuckDB cursors are per thread)."""
+    @contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of its own (one per call: DuckDB cursors are per thread)."""
         self.snapshot()  # makes sure the views match the lake's files
         assert self._con is not None
         cursor = self._con.cursor()
         try:
-            rows: list[dict[str, Any]] = cursor.sql(sql, params=params).to_arrow_table().to_pylist()
-            return rows
+            yield cursor
         finally:
             cursor.close()
+
+    def _rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        with self._cursor() as cursor:
+            rows: list[dict[str, Any]] = cursor.sql(sql, params=params).to_arrow_table().to_pylist()
+            return rows
 
     def snapshot(self) -> Snapshot:
         now = time.monotonic()
@@ -129,7 +138,13 @@ class FleetData:
             signature = lake_signature(self.lake)
             if self._snapshot is None or self._snapshot.signature != signature:
                 con = self.lake.connect()
+                # Published files never change, so their footers can be kept between queries
+                # (DuckDB still checks each file's mtime); per-vehicle reads are then a few ms.
+                con.execute("SET GLOBAL parquet_metadata_cache = true")
                 self._snapshot = self._build(con, signature)
+                recent = self._signal_rows.days()[-2:]
+                if recent:  # index the default window now rather than on a page's first plot
+                    self._signal_rows.files(con, date.fromisoformat(recent[0]), None)
                 old, self._con = self._con, con
                 if old is not None:
                     old.close()
@@ -138,7 +153,7 @@ class FleetData:
 
     def _build(self, con: duckdb.DuckDBPyConnection, signature: tuple[Any, ...]) -> Snapshot:
         start = time.perf_counter()
-        days = _day_partitions(self.lake, "signals")
+        days = self._signal_rows.days()
         latest: pl.DataFrame | None = None
         as_of: datetime | None = None
         if days:
@@ -329,36 +344,55 @@ class FleetData:
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[int, list[dict[str, Any]]]:
-        clauses: list[str] = ["TRUE"]
-        params: list[Any] = []
+        with self._cursor() as cursor:
+            frame = self._dtcs.frame(cursor)  # newest first, as the page shows them
         for column, value in (("vin", vin), ("code", code)):
             if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value.upper())
+                frame = frame.filter(pl.col(column) == value.upper())
         if since is not None:
-            clauses.append("ts >= ?")
-            params.append(since)
+            frame = frame.filter(pl.col("ts") >= since.astimezone(UTC))
         if until is not None:
-            clauses.append("ts < ?")
-            params.append(until)
-        where = " AND ".join(clauses)
-        total = self._rows(f"SELECT count(*) AS n FROM dtcs WHERE {where}", params)[0]["n"]
-        rows = self._rows(
-            f"SELECT vin, ts, ecu, code, description FROM dtcs WHERE {where} "
-            "ORDER BY ts DESC, vin, code LIMIT ? OFFSET ?",
-            [*params, limit, offset],
-        )
-        return int(total), rows
+            frame = frame.filter(pl.col("ts") < until.astimezone(UTC))
+        return frame.height, frame.slice(offset, limit).to_dicts()
+
+    def _vehicle_rows(
+        self,
+        vin: str,
+        sql: str,
+        where: str,
+        params: dict[str, Any],
+        first: date | None,
+        last: date | None,
+    ) -> list[dict[str, Any]]:
+        """``sql`` over ``vin``'s signal rows in the day partitions ``first`` to ``last``.
+
+        ``{rows}`` in ``sql`` stands for those rows (signal, ts, value) that match ``where``;
+        ``params`` are named ($name). Rows are read where the row index says they lie.
+        """
+        with self._cursor() as cursor:
+            slices = self._signal_rows.locate(cursor, vin, first, last)
+            if not slices:
+                return []
+            cursor.register("vehicle_rows", self._slices.rows(cursor, slices))
+            query = sql.format(rows=f"SELECT * FROM vehicle_rows WHERE {where}")
+            result: list[dict[str, Any]] = (
+                cursor.sql(query, params=params).to_arrow_table().to_pylist()
+            )
+            return result
 
     def signals(self, vin: str) -> list[dict[str, Any]]:
         """Every signal of a vehicle in the newest partitions: latest value and when."""
-        days = _day_partitions(self.lake, "signals")
+        days = self._signal_rows.days()
         if not days:
             return []
-        return self._rows(
+        return self._vehicle_rows(
+            vin.upper(),
             "SELECT signal, arg_max(value, ts) AS value, max(ts) AS ts, count(*) AS samples "
-            "FROM signals WHERE date >= ?::DATE AND vin = ? GROUP BY signal ORDER BY signal",
-            [days[-2:][0], vin.upper()],
+            "FROM ({rows}) GROUP BY signal ORDER BY signal",
+            "TRUE",
+            {},
+            date.fromisoformat(days[-2:][0]),
+            None,
         )
 
     def series(
@@ -379,21 +413,15 @@ class FleetData:
         if end <= start:
             raise ValidationError("the series' end must come after its start")
         bucket_s = max((end - start).total_seconds() / points, 1.0)
-        rows = self._rows(
-            "SELECT time_bucket(to_microseconds(?::BIGINT), ts, ?::TIMESTAMPTZ) AS t, "
+        rows = self._vehicle_rows(
+            vin.upper(),
+            "SELECT time_bucket(to_microseconds($bucket::BIGINT), ts, $start::TIMESTAMPTZ) AS t, "
             "min(value) AS min, avg(value) AS mean, max(value) AS max, count(*) AS n "
-            "FROM signals WHERE vin = ? AND signal = ? AND ts >= ? AND ts < ? "
-            "AND date BETWEEN ?::DATE AND ?::DATE GROUP BY t ORDER BY t",
-            [
-                int(bucket_s * 1e6),
-                start,
-                vin.upper(),
-                signal,
-                start,
-                end,
-                start.date(),
-                end.date(),
-            ],
+            "FROM ({rows}) GROUP BY t ORDER BY t",
+            "signal = $signal AND ts >= $start AND ts < $end",
+            {"bucket": int(bucket_s * 1e6), "signal": signal, "start": start, "end": end},
+            start.astimezone(UTC).date(),  # partitions are UTC days
+            end.astimezone(UTC).date(),
         )
         return bucket_s, rows
 
