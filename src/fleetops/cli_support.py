@@ -6,8 +6,9 @@ commands report errors and progress the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import pyarrow as pa
 import typer
@@ -21,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from typer.core import TyperArgument, TyperCommand, TyperOption
 
 from fleetops.core.errors import FleetopsError
 
@@ -70,3 +72,42 @@ def _fmt(value: object) -> str:
     if isinstance(value, bytes):
         return value[:32].hex() + ("…" if len(value) > 32 else "")
     return str(value)
+
+
+class MultiValueOptions(TyperCommand):
+    """A command whose repeatable options also take several values after one flag.
+
+    ``--train a.csv b.csv`` reads as ``--train a.csv --train b.csv``, the form the issue
+    contracts and shell globs (``--input logs/*``) produce. Only for commands without
+    positional arguments: there, a bare value after an option's values can belong to
+    nothing else, so the reading is unambiguous.
+    """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not any(isinstance(param, TyperArgument) for param in self.params):
+            args = spread_option_values(args, self.params)
+        return super().parse_args(ctx, args)
+
+
+def spread_option_values(args: Sequence[str], params: Sequence[object]) -> list[str]:
+    """Repeat a multiple option's flag before each of the bare values that follow it."""
+    multiple = {
+        name
+        for param in params
+        if isinstance(param, TyperOption) and param.multiple
+        for name in param.opts
+    }
+    spread: list[str] = []
+    current: str | None = None  # the multiple option whose values are being read
+    taken = 0
+    for arg in args:
+        if arg == "--":
+            current = None
+        elif arg.startswith("-") and arg != "-":
+            current, taken = (arg, 0) if arg in multiple else (None, 0)
+        elif current is not None:
+            if taken:
+                spread.append(current)
+            taken += 1
+        spread.append(arg)
+    return spread

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from fleetops import config
-from fleetops.cli_support import console, errors, out, progress_bar
+from fleetops.cli_support import MultiValueOptions, console, errors, out, progress_bar
 from fleetops.core.errors import ConfigError
 from fleetops.security.soc.correlate import STATUSES
 
@@ -118,7 +118,7 @@ def ingest(
         out.print(view)
 
 
-@soc_app.command()
+@soc_app.command(cls=MultiValueOptions)
 def detect(
     inputs: Annotated[list[Path], typer.Option("--input", "-i", help="Log file (repeatable).")],
     out_path: Annotated[
