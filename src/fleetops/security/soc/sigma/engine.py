@@ -66,6 +66,10 @@ SERVICE_ACCEPTS: Final[dict[str, frozenset[str]]] = {
 that log to auth.log; ``syslog`` covers all syslog programs)."""
 
 _RULE_EXTENSIONS: Final = (".yml", ".yaml")
+_REGRESSION_INFO_KEY: Final = re.compile(
+    r"^(rule_metadata|regression_tests_info)\s*:", re.MULTILINE
+)
+_DETECTION_KEY: Final = re.compile(r"^detection\s*:", re.MULTILINE)
 _KEY_SEPARATOR: Final = "\x1f"
 _ROW: Final = "\x00row"
 
@@ -232,6 +236,11 @@ def _load_text(text: str, path: str) -> tuple[list[CompiledRule], list[Refusal]]
     return rules, refused
 
 
+def _is_regression_metadata(text: str) -> bool:
+    """SigmaHQ's ``regression_data/**/info.yml``: test metadata, no detection."""
+    return _REGRESSION_INFO_KEY.search(text) is not None and _DETECTION_KEY.search(text) is None
+
+
 def rule_files(paths: Sequence[Path | str]) -> list[Path]:
     """Every ``.yml``/``.yaml`` file under ``paths`` (files given directly are kept)."""
     files: list[Path] = []
@@ -270,6 +279,8 @@ class RuleSet:
             except (OSError, UnicodeDecodeError) as exc:
                 refused.append(Refusal(str(path), f"cannot read: {exc}"))
                 continue
+            if _is_regression_metadata(text):
+                continue  # a SigmaHQ regression test's info.yml beside the rules: not a rule
             got, bad = _load_text(text, str(path))
             rules.extend(got)
             refused.extend(bad)
