@@ -37,7 +37,7 @@ def _sample(shared_data: Path, names: tuple[str, ...], copies: int) -> bytes | N
     return b"".join(p.read_bytes().rstrip(b"\r\n") + b"\n" for p in paths) * copies
 
 
-def _timed(call: Callable[[], object], repeat: int) -> tuple[float, float]:
+def timed(call: Callable[[], object], repeat: int = 1) -> tuple[float, float]:
     """Best (wall seconds, CPU seconds of this process, all threads) over ``repeat`` runs."""
     best_wall, best_cpu = float("inf"), float("inf")
     for _ in range(repeat):
@@ -65,7 +65,7 @@ def bench_parsers(shared_data: Path, *, repeat: int = 3) -> list[dict[str, Any]]
         if data is None:
             continue
         events = parse_bytes(data, fmt, f"bench:{fmt}").parsed
-        wall, cpu = _timed(partial(parse_bytes, data, fmt, f"bench:{fmt}"), repeat)
+        wall, cpu = timed(partial(parse_bytes, data, fmt, f"bench:{fmt}"), repeat)
         results.append(
             {
                 "format": fmt,
@@ -108,14 +108,14 @@ def bench_end_to_end(
     batch = EventBatch.concat(parts)
     n = batch.parsed
     rules.match_rows(batch)  # warm up: regex compilation, thread pool
-    wall, cpu = _timed(end_to_end, repeat)
-    _, parse_cpu = _timed(parse, repeat)
+    wall, cpu = timed(end_to_end, repeat)
+    _, parse_cpu = timed(parse, repeat)
     per_part = naive_events // len(parts)
     head = EventBatch.concat(
         [EventBatch(p.events.head(per_part), p.fields.head(per_part)) for p in parts]
     )
     naive = NaiveMatcher(rules)
-    _, naive_cpu = _timed(lambda: naive.match_rows(head), 1)
+    _, naive_cpu = timed(lambda: naive.match_rows(head), 1)
     m = head.parsed
     naive_per_event = parse_cpu / n + naive_cpu / m
     return {

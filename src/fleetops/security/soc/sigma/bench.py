@@ -9,28 +9,16 @@ where Polars uses several threads).
 
 from __future__ import annotations
 
-import time
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fleetops.core.ocsf import EventBatch
+from fleetops.security.soc.parsers.bench import timed
 from fleetops.security.soc.parsers.windows import parse_windows_json
 from fleetops.security.soc.sigma.engine import NaiveMatcher, RuleSet
 
 PACK = Path(__file__).resolve().parents[1] / "rules"
-
-
-def _timed(call: Callable[[], object], repeat: int = 1) -> tuple[float, float]:
-    """Best (wall seconds, CPU seconds) over ``repeat`` runs."""
-    best_wall, best_cpu = float("inf"), float("inf")
-    for _ in range(repeat):
-        wall, cpu = time.perf_counter(), time.process_time()
-        call()
-        best_wall = min(best_wall, time.perf_counter() - wall)
-        best_cpu = min(best_cpu, time.process_time() - cpu)
-    return best_wall, best_cpu
 
 
 def sample_events(shared_data: Path, copies: int = 10) -> EventBatch:
@@ -62,10 +50,10 @@ def bench_sigma(
     batch = sample_events(shared_data, copies)
     n = batch.events.height
     rules.match_rows(batch)  # warm up (regex compilation, thread pool)
-    wall, cpu = _timed(lambda: rules.evaluate(batch), repeat=3)
+    wall, cpu = timed(lambda: rules.evaluate(batch), repeat=3)
     head = EventBatch(batch.events.head(naive_events), batch.fields.head(naive_events))
     naive = NaiveMatcher(rules)
-    n_wall, n_cpu = _timed(lambda: naive.match_rows(head))
+    n_wall, n_cpu = timed(lambda: naive.match_rows(head))
     same = naive.match_rows(head) == rules.match_rows(head)
     m = head.events.height
     common = {"rules": len(rules.rules), "refused": len(rules.refused)}
