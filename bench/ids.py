@@ -11,13 +11,19 @@ Baseline: per id, a frame arriving sooner after the previous one of its id than 
 shortest gap seen in training (less 10 %) alerts, and so does an id never seen in
 training: the usual inter-arrival IDS.
 
+Then the simulated EV (trained on two 90 s drives, seeds 1 and 2; attacks on 60 s drives,
+seed 7): window recall / precision per attack without and with the EV's DBC (per-signal
+checks), the scorers' speed with the DBC, and both model files' sizes.
+
 Run: ``.venv/bin/python bench/ids.py`` (needs ``../shared/data/can_daga`` and
-``../shared/data/can_road``, or FLEETOPS_SHARED_DATA). About 1 minute.
+``../shared/data/can_road``, or FLEETOPS_SHARED_DATA). About 1 minute. ``--sim``: only the
+simulated part (no data needed).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +33,7 @@ import numpy.typing as npt
 from rich.console import Console
 from rich.table import Table
 
+from fleetops.core.dbc import load_dbc
 from fleetops.core.types import CanFrames
 from fleetops.security.ids import (
     Capture,
@@ -41,6 +48,7 @@ from fleetops.security.ids import (
     train,
 )
 from fleetops.security.ids.model import same_id_history
+from fleetops.sim.can import simulate_can
 
 REPO = Path(__file__).resolve().parents[1]
 BUS_500K = 4_000  # frames/s a 500 kbit/s bus carries at most with 8-byte frames (~4 k)
@@ -130,8 +138,63 @@ def row(table: Table, name: str, model: IdsModel, base: Baseline, cap: Capture) 
     )
 
 
+_PEDAL = {"message": "VCU_DriveCmd", "signal": "AccelPedalPos"}
+_WHEEL = {"message": "ESP_WheelSpeeds", "signal": "WheelSpeedFL"}
+SIM_ATTACKS: list[tuple[str, dict[str, object]]] = [
+    ("spoofing plateau pedal=100", {"type": "spoofing", **_PEDAL, "value": 100}),
+    ("spoofing continuous pedal", {"type": "spoofing", **_PEDAL, "shape": "continuous"}),
+    ("spoofing plateau wheel FL=0", {"type": "spoofing", **_WHEEL, "value": 0}),
+    ("masquerade plateau pedal=100", {"type": "masquerade", **_PEDAL, "value": 100}),
+    ("masquerade continuous pedal", {"type": "masquerade", **_PEDAL, "shape": "continuous"}),
+    (
+        "masquerade continuous pedal 10/s",
+        {"type": "masquerade", **_PEDAL, "shape": "continuous", "drift_per_s": 10},
+    ),
+    ("masquerade continuous wheel FL", {"type": "masquerade", **_WHEEL, "shape": "continuous"}),
+    ("masquerade plateau wheel FL=0", {"type": "masquerade", **_WHEEL, "value": 0}),
+    ("replay VCU_DriveCmd", {"type": "replay", "message": "VCU_DriveCmd"}),
+    ("fuzzing known ids", {"type": "fuzzing", "mode": "known_ids"}),
+]
+
+
+def simulated() -> None:
+    """Window recall / precision per simulated attack without and with the DBC."""
+    drives = [simulate_can({"duration_s": 90, "seed": s}).frames for s in (1, 2)]
+    plain, with_dbc = train(drives), train(drives, dbc=load_dbc())
+    table = Table(title="Simulated EV: window recall / precision (benign-window FPR)")
+    for col in ("attack", "no DBC", "with DBC", "alerts naming the signal"):
+        table.add_column(col, justify="left" if col != "no DBC" else "right", no_wrap=True)
+    for name, attack in SIM_ATTACKS:
+        sim = simulate_can(
+            {"duration_s": 60, "seed": 7, "attacks": [{"start_s": 20, "duration_s": 5, **attack}]}
+        )
+        frames, truth = sim.frames, np.asarray(sim.frames.label != "", dtype=bool)
+        cells = []
+        named = ""
+        for model in (plain, with_dbc):
+            scores = score_frames(model, frames)
+            alerts = alerts_from_scores(model, frames, scores)
+            m = evaluate(frames.timestamp, truth, scores.alert, alerts)
+            cells.append(f"{m.window_recall:.2f} / {m.window_precision:.2f} ({m.window_fpr:.4f})")
+            names = sorted({f"{a.attack}:{a.signal}" for a in alerts if a.signal})
+            named = ", ".join(names[:2]) + (f" +{len(names) - 2}" if len(names) > 2 else "")
+        table.add_row(name, *cells, named or "-")
+    benign = simulate_can({"duration_s": 60, "seed": 9}).frames
+    Console(width=180).print(table)
+    for label, model in (("no DBC", plain), ("with DBC", with_dbc)):
+        batch = len(benign) / best_of(lambda m=model: score_frames(m, benign))
+        print(
+            f"{label}: model {len(model.to_bytes())} bytes, batch {batch / 1e6:.2f} M frames/s, "
+            f"stream {stream_rate(model, benign) / 1e3:.0f} k frames/s "
+            f"({len(benign)} frames, simulated mixed drive)"
+        )
+
+
 def main() -> None:
     start = time.perf_counter()
+    simulated()
+    if "--sim" in sys.argv[1:]:
+        return
     table = Table(
         title="CAN IDS on real captures (window = 100 ms)",
         caption=(

@@ -49,9 +49,9 @@ DETECTED: list[tuple[dict[str, Any], set[str]]] = [
     # frames give the spoofer away (the rate check): it may be named replay.
     ({"type": "spoofing", "start_s": 20, "duration_s": 5, **_SIGNAL}, {"spoofing", "replay"}),
 ]
-# Below goal (docs/ids.md): a masquerade keeps the cycle and sends a value inside the
+# Without a DBC (docs/ids.md): a masquerade keeps the cycle and sends a value inside the
 # trained range; with the payload rules that do not carry over to another drive dropped,
-# nothing tells it apart.
+# nothing tells it apart. With the DBC it is found (test_ids_signals.py).
 UNDETECTED: list[dict[str, Any]] = [
     {"type": "masquerade", "start_s": 20, "duration_s": 5, **_SIGNAL},
 ]

@@ -11,13 +11,14 @@ import orjson
 import typer
 from rich.table import Table
 
-from fleetops.cli_support import console, out
+from fleetops.cli_support import MultiValueOptions, console, out
 from fleetops.core.errors import ConfigError, FleetopsError
 from fleetops.security.ids.detect import alerts_from_scores, score_frames
 from fleetops.security.ids.evaluate import evaluate
 from fleetops.security.ids.loaders import FORMATS, Capture, load_capture
 from fleetops.security.ids.model import IdsModel, train
 from fleetops.security.ids.ocsf import to_ocsf
+from fleetops.security.ids.signals import check_dbc
 
 ids_app = typer.Typer(
     help="CAN intrusion detection: train, detect, evaluate.", no_args_is_help=True
@@ -28,6 +29,14 @@ FormatOption = Annotated[
 ]
 TrainOption = Annotated[
     list[Path], typer.Option("--train", help="Training capture (benign frames are used).")
+]
+DbcOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--dbc",
+        help="DBC of the traffic: learn per-signal checks (train, evaluate) or check that "
+        "the model was trained with it (detect).",
+    ),
 ]
 
 
@@ -41,23 +50,24 @@ def _check_format(fmt: str) -> None:
         raise ConfigError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
 
 
-def _train(fmt: str, paths: list[Path]) -> IdsModel:
+def _train(fmt: str, paths: list[Path], dbc: Path | None) -> IdsModel:
     if not paths:
         raise ConfigError("give at least one --train capture")
     captures = [load_capture(p, fmt) for p in paths]
-    return train([c.benign() for c in captures])
+    return train([c.benign() for c in captures], dbc=dbc)
 
 
-@ids_app.command("train")
+@ids_app.command("train", cls=MultiValueOptions)
 def train_cmd(
     train_files: TrainOption,
     model_path: Annotated[Path, typer.Option("--model", help="Where to write the model (.npz).")],
     fmt: FormatOption = "candump",
+    dbc: DbcOption = None,
 ) -> None:
     """Learn normal traffic from attack-free captures and write the model file."""
     try:
         _check_format(fmt)
-        model = _train(fmt, train_files)
+        model = _train(fmt, train_files, dbc)
         model.save(model_path)
     except FleetopsError as exc:
         raise _fail(exc) from None
@@ -82,11 +92,15 @@ def detect_cmd(
     vehicle: Annotated[
         str, typer.Option("--vehicle", help="Vehicle id (VIN) for the findings.")
     ] = "unknown",
+    dbc: DbcOption = None,
 ) -> None:
     """Score a log and print its alerts as OCSF Detection Findings (JSON lines)."""
     try:
         _check_format(fmt)
         model = IdsModel.load(model_path)
+        if dbc is not None:
+            # The model carries the signal layouts it learned; the DBC only confirms them.
+            check_dbc(model.signals, dbc)
         cap = load_capture(capture, fmt)
         scores = score_frames(model, cap.frames)
         alerts = alerts_from_scores(model, cap.frames, scores)
@@ -109,7 +123,7 @@ def _fmt(x: float) -> str:
     return "-" if math.isnan(x) else f"{x:.3f}"
 
 
-@ids_app.command("evaluate")
+@ids_app.command("evaluate", cls=MultiValueOptions)
 def evaluate_cmd(
     train_files: TrainOption,
     captures: Annotated[list[Path], typer.Option("--capture", help="Labelled capture to score.")],
@@ -117,11 +131,12 @@ def evaluate_cmd(
     pred: Annotated[
         Path | None, typer.Option("--out", help="PRED.csv: capture,row,score,alert.")
     ] = None,
+    dbc: DbcOption = None,
 ) -> None:
     """Train on --train, score each --capture and print frame/window metrics."""
     try:
         _check_format(fmt)
-        model = _train(fmt, train_files)
+        model = _train(fmt, train_files, dbc)
         table = Table(title="IDS evaluation")
         for col in (
             "capture",

@@ -11,7 +11,9 @@ thresholds carry over to other captures of the same vehicle:
   probability between consecutive frames (a transition scores the surprise of the bits it
   flips) and the byte value ranges;
 * sequence: which id may follow which (a bitmap of seen pairs);
-* rate: the shortest time two gaps took (three gaps in less: extra frames).
+* rate: the shortest time two gaps took (three gaps in less: extra frames);
+* signals (where a DBC is given): per signal its physical range, rate of change and
+  relations to other signals (:mod:`fleetops.security.ids.signals`).
 
 :func:`train` then calibrates on held-out benign traffic (other recordings, or other time
 blocks of a single one): rules that fire there are dropped, thresholds crossed there are
@@ -30,12 +32,17 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from cantools.database.can import Database
 
 from fleetops.core.errors import ConfigError, ValidationError
 from fleetops.core.types import CanFrames
+from fleetops.security.ids.signals import SignalModel, fit_signals
 
 F64 = npt.NDArray[np.float64]
-MODEL_VERSION = 3  # 2: rate check (dt3_lo) and calibration summary; 3: period / phase
+# 2: rate check (dt3_lo) and calibration summary; 3: period / phase; 4: optional per-signal
+# part (a version 3 file is a model without it, and still loads).
+MODEL_VERSION = 4
+_READABLE = (3, 4)
 LAGS = 3  # payload and timing look back this many frames of the same id
 MIN_FRAMES = 20  # fewer training frames than this: the id's statistics are not trusted
 # Phase is judged against the last frames only while they are at most this many periods
@@ -86,6 +93,7 @@ class IdsModel:
     trained_frames: int = 0
     # What held-out calibration dropped or widened (see :func:`train`), for reports.
     calibration: dict[str, int] = field(default_factory=dict)
+    signals: SignalModel | None = None  # learned where training was given a DBC
 
     def __len__(self) -> int:
         return int(self.ids.size)
@@ -101,19 +109,20 @@ class IdsModel:
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
+        meta: dict[str, Any] = {
+            "version": MODEL_VERSION,
+            "params": self.params.to_dict(),
+            "trained_frames": self.trained_frames,
+            "calibration": self.calibration,
+        }
+        extra: dict[str, Any] = {}
+        if self.signals is not None:
+            meta["signals"] = self.signals.names
+            extra = self.signals.to_arrays()
         np.savez_compressed(
             buffer,
-            meta=np.frombuffer(
-                json.dumps(
-                    {
-                        "version": MODEL_VERSION,
-                        "params": self.params.to_dict(),
-                        "trained_frames": self.trained_frames,
-                        "calibration": self.calibration,
-                    }
-                ).encode(),
-                dtype=np.uint8,
-            ),
+            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+            **extra,
             ids=self.ids,
             dt_lo=self.dt_lo,
             dt_hi=self.dt_hi,
@@ -146,10 +155,12 @@ class IdsModel:
         try:
             with np.load(io.BytesIO(raw), allow_pickle=False) as z:
                 meta = json.loads(bytes(z["meta"]).decode())
-                if meta.get("version") != MODEL_VERSION:
+                if meta.get("version") not in _READABLE:
                     raise ConfigError(f"{where}: IDS model version {meta.get('version')} unknown")
                 k = int(z["ids"].size)
                 pairs = np.unpackbits(z["pairs"])[: (k + 1) ** 2].reshape(k + 1, k + 1)
+                names = meta.get("signals")
+                signals = None if names is None else SignalModel.from_arrays(list(names), z)
                 return cls(
                     ids=z["ids"].astype(np.uint32),
                     dt_lo=z["dt_lo"].astype(np.float64),
@@ -171,6 +182,7 @@ class IdsModel:
                     calibration={
                         str(a): int(b) for a, b in dict(meta.get("calibration", {})).items()
                     },
+                    signals=signals,
                 )
         except ConfigError:
             raise
@@ -518,17 +530,27 @@ def _whole_bytes(bits: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
 
 
 def train(
-    frames_list: list[CanFrames], params: IdsParams | None = None, *, calibrate: bool = True
+    frames_list: list[CanFrames],
+    params: IdsParams | None = None,
+    *,
+    calibrate: bool = True,
+    dbc: str | Path | Database | None = None,
 ) -> IdsModel:
     """Learn the model from attack-free frames (several captures: each is its own timeline),
-    calibrated on held-out parts of them (see the section comment above)."""
+    calibrated on held-out parts of them (see the section comment above). With ``dbc`` (a
+    DBC file or a loaded cantools database) the per-signal checks are learned too; a DBC
+    that describes none of the traffic raises :class:`ConfigError`."""
     p = params or IdsParams()
     parts = [_sorted(f) for f in frames_list if len(f)]
     if not parts:
         raise ValidationError("IDS training needs at least one frame of attack-free traffic")
     model = _fit(parts, p)
     folds = _folds(parts, p.blocks) if calibrate else []
+    signal_cal: dict[str, int] = {}
+    if dbc is not None:
+        model.signals, signal_cal = fit_signals(dbc, parts, folds, p.margin)
     if not folds:
+        model.calibration = signal_cal
         return model
     k = len(model)
     over = _Overshoot.empty(k)
@@ -569,5 +591,6 @@ def train(
         "silence_widened": int(quiet.sum()),
         "phase_widened": int(drift.sum()),
         "phase_judged": int(np.isfinite(model.phase_tol).sum()),
+        **signal_cal,
     }
     return model

@@ -53,7 +53,8 @@ def to_ocsf(
         },
         "finding_info": {
             "uid": uid,
-            "title": f"CAN {alert.attack.replace('_', ' ')} on {target}",
+            "title": f"CAN {alert.attack.replace('_', ' ')} on {target}"
+            + (f" ({alert.signal})" if alert.signal else ""),
             "types": [alert.attack],
             "first_seen_time": start_ms,
             "last_seen_time": end_ms,

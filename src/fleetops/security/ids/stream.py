@@ -2,7 +2,8 @@
 and alerts as :func:`~fleetops.security.ids.detect.score_frames` on the same frames.
 
 State: per known id its last three timestamps and payloads, 4096 slots for unknown ids,
-the previous frame, and the open alert incidents. Frames are taken in arrival order (a bus
+the previous frame, the open alert incidents and, for a model with signals, each modelled
+signal's latest value. Frames are taken in arrival order (a bus
 delivers them in time order; the batch scorer sorts a log first).
 """
 
@@ -34,6 +35,7 @@ from fleetops.security.ids.detect import (
     RANGE_BYTES,
     REPLAY,
     SEQUENCE_REPLAY,
+    SIGNAL_ALONE,
     SPOOFING,
     SUPPRESSION,
     TICK_S,
@@ -44,6 +46,7 @@ from fleetops.security.ids.detect import (
     byte_tables,
 )
 from fleetops.security.ids.model import PHASE_CYCLES, IdsModel
+from fleetops.security.ids.signals import SignalState
 
 _INF = math.inf
 
@@ -89,6 +92,10 @@ class StreamingScorer:
         self._agg = AlertAggregator(gap_s)
         self.alerts: list[Alert] = []
         self.frames = 0
+        sm = model.signals
+        self._signals = None if sm is None else SignalState(sm)
+        self._signal_names = [] if sm is None else sm.names
+        self.signal = -1  # the signal the last frame named (index into the names), -1: none
 
     def _surprise(self, r: int, x: int) -> float:
         tab = self._tables[r]
@@ -126,6 +133,7 @@ class StreamingScorer:
         attack = NONE
         evidence = 0
         time_only = False
+        which = -1
         if r < 0:
             slot = arbitration_id & _SLOTS
             seen = self._unknown.get(slot)
@@ -203,7 +211,16 @@ class StreamingScorer:
                 if early or trans >= GATE or (lo <= 0 and thr == _INF)
                 else 0.0
             )
-            payload_score = max(DLC_SCORE if dlc_bad else 0.0, absolute, trans_eff)
+            sig_score = 0.0
+            if self._signals is not None:
+                sig_score, which, evidence = self._signals.push(
+                    t, arbitration_id, dlc, payload, early
+                )
+                if not early:
+                    sig_score = sig_score / SIGNAL_ALONE
+                if sig_score < 1.0:
+                    which = -1
+            payload_score = max(DLC_SCORE if dlc_bad else 0.0, absolute, trans_eff, sig_score)
             score = max(time_score, payload_score)
             if phase_score >= 1.0:
                 evidence |= E_PHASE
@@ -245,10 +262,12 @@ class StreamingScorer:
             self._last_seen[r] = t
             self._reported[r] = False
             prev_row = r
+        self.signal = which
         if score < 1.0:
             attack = NONE
         else:
-            self.alerts += self._agg.add(t, attack, arbitration_id, score, evidence)
+            name = self._signal_names[which] if which >= 0 else None
+            self.alerts += self._agg.add(t, attack, arbitration_id, score, evidence, name)
         self._prev_row = self.k if prev_row < 0 else prev_row
         self._prev_id = arbitration_id
         self._prev_t = t
