@@ -19,6 +19,7 @@ from fleetops.ota.rollout.campaign import (
     waves_from_shares,
 )
 from fleetops.ota.rollout.cohort import CohortSpec
+from fleetops.ota.rollout.health import HaltPolicy
 from fleetops.ota.rollout.rollout_sim import default_release, simulated_inventory
 from fleetops.ota.rollout.store import CampaignStore
 
@@ -132,3 +133,109 @@ def test_error_threshold_halts_a_wave(fleet: tuple[pl.DataFrame, pl.DataFrame]) 
         "install_error_threshold",
         "install_failure",
     )
+
+
+def _canary_installed(c: Campaign) -> None:
+    for i, vin in enumerate(c.members.filter(pl.col("wave") == 0)["vin"].to_list()):
+        c.record_install(vin, f"s{i}", "success", T0 + timedelta(hours=1))
+
+
+def test_power_gate_holds_the_next_wave_until_powered(
+    fleet: tuple[pl.DataFrame, pl.DataFrame],
+) -> None:
+    c = _campaign(fleet)
+    c.start("a", "go", T0)
+    _canary_installed(c)  # every canary ECU installed, no events: only exposure is missing
+    for day in (1, 2, 3):
+        c.monitor(None, T0 + timedelta(days=day))
+    # soaked and installed, but ~14 ECUs × 3 days cannot show +0.04 failed boots/day
+    assert c.state is State.RUNNING and c.released_waves == 1
+    gate = c.power_gate
+    assert gate is not None and gate["state"] == "waiting"
+    assert "waiting for power: signal boot_failure, exposure needed" in gate["reason"]
+    boot = next(x for x in gate["checks"] if x["signal"] == "boot_failure")
+    assert boot["power"] < 0.8 and boot["needed"] > boot["exposure"] > 30
+    assert sum("waiting for power" in t["reason"] for t in c.transitions) == 1
+    day = 3
+    while c.released_waves == 1:
+        day += 1
+        assert day < 17, "never powered"
+        c.monitor(None, T0 + timedelta(days=day))
+    assert c.state is State.RUNNING and c.power_gate is not None
+    assert c.power_gate["state"] == "powered"
+    assert all(x["power"] >= 0.8 for x in c.power_gate["checks"])
+    assert "power >= 80%" in c.transitions[-1]["reason"]
+
+
+def test_power_gate_pauses_for_a_human_and_can_be_waived(
+    fleet: tuple[pl.DataFrame, pl.DataFrame], tmp_path: Path
+) -> None:
+    veh, ecus = fleet
+    c = Campaign.create(
+        "BMS 3.1",
+        default_release(ecus),
+        CohortSpec.of(ecu="BMS"),
+        veh,
+        ecus,
+        seed=2,
+        time=T0,
+        policy=HaltPolicy(max_power_wait_days=2.0),
+    )
+    c.start("a", "go", T0)
+    _canary_installed(c)
+    for day in range(1, 6):
+        c.monitor(None, T0 + timedelta(days=day))
+    assert c.state is State.PAUSED and c.released_waves == 1  # waited days 3, 4, 5
+    last = c.transitions[-1]
+    assert last["actor"] == "power-gate" and "still underpowered" in last["reason"]
+    store = CampaignStore(tmp_path)
+    store.save(c)
+    c = store.load(c.campaign_id)
+    assert c.power_gate is not None and c.power_gate["state"] == "paused"
+    c.resume(
+        "bob",
+        "CAB-7: canary evidence enough",
+        T0 + timedelta(days=5, hours=1),
+        waive_power_gate=True,
+    )
+    c.monitor(None, T0 + timedelta(days=6))
+    assert c.state is State.RUNNING and c.released_waves == 2
+    assert "waived" in c.transitions[-1]["reason"]
+
+
+def test_power_gate_pauses_at_once_when_soaking_cannot_help(
+    fleet: tuple[pl.DataFrame, pl.DataFrame],
+) -> None:
+    # a 1-point install-failure effect needs hundreds of installs; the canary has ~14
+    veh, ecus = fleet
+    policy = HaltPolicy(min_effects={"install_failure": 0.01})
+    c = Campaign.create(
+        "BMS",
+        default_release(ecus),
+        CohortSpec.of(ecu="BMS"),
+        veh,
+        ecus,
+        seed=2,
+        time=T0,
+        policy=policy,
+    )
+    c.start("a", "go", T0)
+    _canary_installed(c)
+    for day in (1, 2, 3):
+        c.monitor(None, T0 + timedelta(days=day))
+    assert c.state is State.PAUSED
+    assert "soaking cannot reach the power" in c.transitions[-1]["reason"]
+    assert "install_failure, exposure needed unreachable" in c.transitions[-1]["reason"]
+
+
+def test_halt_policy_power_settings_round_trip_and_are_checked() -> None:
+    p = HaltPolicy(power=0.9, min_effects={"boot_failure": 0.01}, max_power_wait_days=5)
+    assert HaltPolicy.from_dict(p.to_dict()) == p
+    old = {k: v for k, v in HaltPolicy().to_dict().items() if k not in ("power", "min_effects")}
+    assert HaltPolicy.from_dict(old).power == 0.8  # campaigns saved before the gate
+    with pytest.raises(ValidationError, match="not monitored"):
+        HaltPolicy(min_effects={"colour": 0.1})
+    with pytest.raises(ValidationError, match="must be > 0"):
+        HaltPolicy(min_effects={"dtc": 0.0})
+    with pytest.raises(ValidationError, match="power"):
+        HaltPolicy(power=1.0)

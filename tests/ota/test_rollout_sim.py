@@ -31,20 +31,40 @@ def test_faulty_release_halts_in_the_canary(name: str) -> None:
         assert ev["treated_vehicles"] > 0 and ev["control_vehicles"] > 5000
 
 
-def test_clean_release_completes_without_halt() -> None:
-    r = simulate_rollout(PRESETS["clean"], vehicles=10_000, seed=5)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_small_fleet_boot_failure_halts_in_the_canary(seed: int) -> None:
+    # 3000 vehicles: a 22-ECU canary. Without the power gate, seeds 0-2 released wave 1
+    # before +0.05 failed boots/day was significant (115-142 ECUs got it).
+    r = simulate_rollout(PRESETS["faulty-boot"], vehicles=3000, seed=seed)
+    assert r.wave_sizes[0] < 25
+    assert r.halted and r.halt_wave == 0 and r.received <= r.wave_sizes[0]
+    assert r.evidence is not None and r.evidence["signals"][0]["signal"] == "boot_failure"
+
+
+@pytest.mark.parametrize("vehicles", [3000, 10_000])
+def test_clean_release_completes_without_halt(vehicles: int) -> None:
+    r = simulate_rollout(PRESETS["clean"], vehicles=vehicles, seed=5)
     assert not r.halted and r.final_state == "completed"
     assert r.received > 0.9 * r.cohort
+    assert r.campaign is not None
+    held = [t for t in r.campaign.transitions if t["actor"] == "power-gate"]
+    if vehicles == 3000:
+        # the small canary soaks past its 3 days until it has the power
+        assert held and "waiting for power" in held[0]["reason"] and r.wave_days[1] > 3
+    else:
+        assert r.wave_days[1] <= 4  # a 70-ECU canary is powered within about its soak
 
 
 @pytest.mark.slow
 def test_false_halt_rate_over_seeds() -> None:
     # The design bound is alpha = 0.05 per campaign. With 12 seeds, if the true rate were
     # 5 %, 3 or more halts happen with probability 2 %: more than 2 means the bound fails.
-    halts = sum(
-        simulate_rollout(PRESETS["clean"], vehicles=10_000, seed=200 + s).halted for s in range(12)
-    )
-    assert halts <= 2
+    for vehicles in (10_000, 3000):
+        runs = [
+            simulate_rollout(PRESETS["clean"], vehicles=vehicles, seed=200 + s) for s in range(12)
+        ]
+        assert sum(r.halted for r in runs) <= 2
+        assert all(r.final_state in ("completed", "halted") for r in runs)  # none paused
 
 
 def test_virtual_fleet_blocks_a_regression_and_passes_a_clean_release() -> None:

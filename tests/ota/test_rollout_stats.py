@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 
 from fleetops.core.errors import ValidationError
 from fleetops.ota.rollout import stats
@@ -69,3 +70,49 @@ def test_mean_shift_test() -> None:
     c = rng.normal(0.1, 0.02, 300)
     assert stats.mean_shift_test(rng.normal(0.2, 0.02, 50), c, 0.02).p_value < 1e-6
     assert stats.mean_shift_test(rng.normal(0.1, 0.02, 50), c, 0.02).p_value > 0.01
+
+
+def test_rate_power_is_the_rejection_rate_of_rate_test() -> None:
+    # The exact power against a Monte Carlo of the test itself: 3000 draws give a standard
+    # error of at most 0.009, so a 4-SE band fails by chance with probability < 1e-4.
+    rng = np.random.default_rng(21)
+    for e_t, rate, e_c, extra, level in (
+        (100.0, 0.0005, 6000.0, 0.05, 2.4e-4),
+        (150.0, 0.13, 21000.0, 0.25, 8e-4),
+        (60.0, 0.012, 3000.0, 0.1, 1e-3),
+    ):
+        power = stats.rate_power(e_t, rate, e_c, extra, 0.25, level)
+        xt = rng.poisson((rate + extra) * e_t, 3000)
+        xc = rng.poisson(rate * e_c, 3000)
+        hits = np.mean(
+            [
+                stats.rate_test(int(a), e_t, int(b), e_c, 0.25).p_value <= level
+                for a, b in zip(xt, xc, strict=True)
+            ]
+        )
+        assert abs(hits - power) <= 4 * math.sqrt(0.25 / 3000), (e_t, rate, power, hits)
+    # more exposure, more power; an effect inside the margin is never detected
+    assert stats.rate_power(50, 0.01, 5000, 0.05, 0.25, 1e-3) < stats.rate_power(
+        200, 0.01, 5000, 0.05, 0.25, 1e-3
+    )
+    assert stats.rate_power(1e5, 1.0, 1e5, 0.2, 0.25, 0.05) < 0.05
+    assert stats.rate_power(0, 0.01, 5000, 0.05, 0.25, 1e-3) == 0.0
+
+
+def test_failure_power_matches_the_test_it_describes() -> None:
+    # Brute force: sum the binomial law over the failure counts failure_test rejects.
+    for reference in (None, (4, 300)):
+        for n, share, level in ((22, 0.17, 0.01), (120, 0.1, 1e-3)):
+            want = sum(
+                float(sps.binom.pmf(x, n, share))
+                for x in range(n + 1)
+                if stats.failure_test(x, n, 0.02, reference).p_value <= level
+            )
+            got = stats.failure_power(n, share, 0.02, level, reference)
+            assert got == pytest.approx(want, abs=1e-9)
+    assert stats.failure_power(0, 0.5, 0.02, 0.05) == 0.0
+    # the error threshold's count rule: more than 1 failure among 22 at 17 %
+    assert stats.exceed_probability(1, np.array([22]), 0.17)[0] == pytest.approx(
+        1 - 0.83**22 - 22 * 0.17 * 0.83**21
+    )
+    assert 0.0 < stats.mean_shift_power(30, 300, 0.05, 0.05, 0.02, 1e-3) < 1.0

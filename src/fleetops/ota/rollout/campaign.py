@@ -14,6 +14,12 @@ released, after a minimum soak time) and an *error threshold* (share of the wave
 install failed that halts the campaign). Wave membership is a seeded random permutation of
 the cohort, which makes the not-yet-updated members a randomised control (see
 :mod:`.health`).
+
+A *power gate* holds the next wave until the updated cohort is large enough that the halt
+would have caught the policy's minimum effects of interest (:func:`.health.power_checks`):
+the wave soaks on, and past ``HaltPolicy.max_power_wait_days`` (or at once, when soaking
+cannot reach the power) the campaign pauses for a human, who resumes it to soak on or
+waives the gate for that wave.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import pyarrow as pa
 
 from fleetops.core.errors import ValidationError
 from fleetops.ota.rollout.cohort import CohortSpec, select_cohort
-from fleetops.ota.rollout.health import DAY_S, HaltPolicy, HealthReport, evaluate
+from fleetops.ota.rollout.health import DAY_S, HaltPolicy, HealthReport, evaluate, power_checks
 
 
 class State(StrEnum):
@@ -194,6 +200,8 @@ class Campaign:
     installs: list[dict[str, Any]] = field(default_factory=list)
     last_report: dict[str, Any] | None = None
     virtual_test: dict[str, Any] | None = None
+    power_gate: dict[str, Any] | None = None  # the gate's latest verdict on the current wave
+    power_waived_wave: int | None = None  # a wave an operator released without the power
     _index: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
     _by_vin: dict[str, list[int]] = field(default_factory=dict, repr=False)
     _installed_at: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0), repr=False)
@@ -431,12 +439,27 @@ class Campaign:
     def pause(self, actor: str, reason: str, time: datetime | float | None = None) -> None:
         self._move(State.PAUSED, actor, reason, time)
 
-    def resume(self, actor: str, reason: str, time: datetime | float | None = None) -> None:
+    def resume(
+        self,
+        actor: str,
+        reason: str,
+        time: datetime | float | None = None,
+        *,
+        waive_power_gate: bool = False,
+    ) -> None:
+        """Run again; the power gate's wait restarts, or with ``waive_power_gate`` the
+        current wave is released at the next look without the power."""
         if self.state not in (State.PAUSED, State.HALTED):
             raise TransitionError(
                 f"campaign {self.campaign_id} is {self.state.value}: only paused or halted resume"
             )
+        if waive_power_gate:
+            reason = f"{reason} (power gate waived for wave {self.current_wave})"
         self._move(State.RUNNING, actor, reason, time)
+        if waive_power_gate:
+            self.power_waived_wave = self.current_wave
+        if self.power_gate is not None:
+            self.power_gate["since"] = None
 
     def cancel(self, actor: str, reason: str, time: datetime | float | None = None) -> None:
         self._move(State.CANCELLED, actor, reason, time)
@@ -546,7 +569,7 @@ class Campaign:
             return report
         self._check_error_threshold(t, actor)
         if self.state is State.RUNNING:
-            self._advance(t, actor)
+            self._advance(t, actor, report)
         return report
 
     def _install_counts(self) -> tuple[int, int]:
@@ -597,7 +620,7 @@ class Campaign:
                 t,
             )
 
-    def _advance(self, t: float, actor: str) -> None:
+    def _advance(self, t: float, actor: str, report: HealthReport) -> None:
         w = self.current_wave
         in_wave = self._wave == w
         size = int(in_wave.sum())
@@ -606,6 +629,8 @@ class Campaign:
         soaked = t - self.wave_released_at[w] >= spec.min_soak_days * DAY_S
         if size and ok / size >= spec.success_threshold and soaked:
             if w + 1 < len(self.waves):
+                if self._wait_for_power(report, t):
+                    return
                 self.released_waves += 1
                 self.wave_released_at.append(t)
                 self.transitions.append(
@@ -615,13 +640,81 @@ class Campaign:
                         "from": self.state.value,
                         "to": self.state.value,
                         "actor": actor,
-                        "reason": f"wave {w} reached {ok / size:.0%} installed: released wave {w + 1}",
+                        "reason": f"wave {w} reached {ok / size:.0%} installed: released wave {w + 1}"
+                        + self._gate_note(w),
                     }
                 )
             else:
                 self._move(
                     State.COMPLETED, actor, f"last wave reached {ok / size:.0%} installed", t
                 )
+
+    def _gate_note(self, wave: int) -> str:
+        if self.policy.power == 0:
+            return ""
+        if self.power_waived_wave == wave:
+            return " (power gate waived)"
+        return f" (power >= {self.policy.power:.0%} at the minimum effects)"
+
+    def _wait_for_power(self, report: HealthReport, t: float) -> bool:
+        """Whether the current wave must soak on (or the campaign was paused) because the
+        look could not have caught a minimum effect of interest."""
+        w = self.current_wave
+        if self.policy.power == 0 or self.power_waived_wave == w:
+            return False
+        in_wave = self._wave == w
+        tried = np.isfinite(self._installed_at) | np.isfinite(self._failed_at)
+        checks = power_checks(
+            report,
+            self.policy,
+            released_members=int(np.sum(self._wave < self.released_waves)),
+            wave_attempts=int(tried[in_wave].sum()),
+            wave_size=int(in_wave.sum()),
+            error_threshold=self.waves[w].error_threshold,
+        )
+        short = [c for c in checks if not c.powered]
+        prev = self.power_gate if self.power_gate and self.power_gate["wave"] == w else None
+        gate: dict[str, Any] = {
+            "wave": w,
+            "time": t,
+            "look": report.look,
+            "power": self.policy.power,
+            "checks": [c.to_dict() for c in checks],
+        }
+        if not short:
+            self.power_gate = {**gate, "state": "powered", "since": None, "reason": "powered"}
+            return False
+        since = t if prev is None or prev.get("since") is None else float(prev["since"])
+        reason = "waiting for power: " + "; ".join(c.describe() for c in short)
+        self.power_gate = {**gate, "state": "waiting", "since": since, "reason": reason}
+        if prev is None:
+            # Logged once per wave; the daily figures live in power_gate.
+            self.transitions.append(
+                {
+                    "time": _iso(t),
+                    "epoch": t,
+                    "from": self.state.value,
+                    "to": self.state.value,
+                    "actor": "power-gate",
+                    "reason": f"wave {w} soaked, wave {w + 1} held: {reason}",
+                }
+            )
+        stuck = [c for c in short if math.isinf(c.needed)]
+        waited = (t - since) / DAY_S
+        if stuck or waited >= self.policy.max_power_wait_days:
+            why = (
+                "soaking cannot reach the power"
+                if stuck
+                else f"still underpowered after {waited:.1f} days of waiting"
+            )
+            self.pause(
+                "power-gate",
+                f"wave {w}: {why} ({reason}); resume to soak on, or resume waiving the "
+                f"power gate to release wave {w + 1}",
+                t,
+            )
+            self.power_gate["state"] = "paused"
+        return True
 
     # -- views ----------------------------------------------------------------------------
 
@@ -677,6 +770,8 @@ class Campaign:
             "installs": self.installs,
             "last_report": self.last_report,
             "virtual_test": self.virtual_test,
+            "power_gate": self.power_gate,
+            "power_waived_wave": self.power_waived_wave,
             "members": self.members.to_dict(as_series=False),
         }
 
@@ -715,6 +810,8 @@ class Campaign:
             installs=list(d["installs"]),
             last_report=d.get("last_report"),
             virtual_test=d.get("virtual_test"),
+            power_gate=d.get("power_gate"),
+            power_waived_wave=d.get("power_waived_wave"),
         )
 
 

@@ -99,6 +99,21 @@ def create(
     soak_days: Annotated[float, typer.Option(help="Minimum days before the next wave.")] = 2.0,
     alpha: Annotated[float, typer.Option(help="Campaign-wide false-halt bound.")] = 0.05,
     margin: Annotated[float, typer.Option(help="Acceptable relative rate increase.")] = 0.25,
+    power: Annotated[
+        float,
+        typer.Option(help="Power at the minimum effects before a wave widens (0: no power gate)."),
+    ] = 0.8,
+    min_effect: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--min-effect",
+            help="SIGNAL=EFFECT: smallest regression the gate must be able to catch "
+            "(extra events per vehicle-day; extra install failure share); repeat.",
+        ),
+    ] = None,
+    max_power_wait: Annotated[
+        float, typer.Option(help="Days a wave may wait for power before the campaign pauses.")
+    ] = 14.0,
     lake: Annotated[
         Path | None, typer.Option(help="Lake with the vehicles and ecus tables.")
     ] = None,
@@ -114,7 +129,7 @@ def create(
 
     from fleetops.ota.rollout.campaign import Campaign, Image, Release, waves_from_shares
     from fleetops.ota.rollout.cohort import CohortSpec
-    from fleetops.ota.rollout.health import HaltPolicy
+    from fleetops.ota.rollout.health import DEFAULT_MIN_EFFECTS, HaltPolicy
     from fleetops.ota.rollout.store import CampaignStore
 
     with errors():
@@ -124,7 +139,22 @@ def create(
         except ValueError as exc:
             raise ValidationError(f"--waves {waves!r} is not a list of numbers") from exc
         wave_specs = waves_from_shares(shares, success_threshold, error_threshold, soak_days)
-        policy = HaltPolicy(alpha=alpha, rate_margin=margin)
+        effects = dict(DEFAULT_MIN_EFFECTS)
+        for text in min_effect or []:
+            signal, sep, value = text.partition("=")
+            try:
+                effects[signal.strip()] = float(value)
+            except ValueError:
+                sep = ""
+            if not sep:
+                raise ValidationError(f"--min-effect {text!r} is not SIGNAL=NUMBER")
+        policy = HaltPolicy(
+            alpha=alpha,
+            rate_margin=margin,
+            power=power,
+            min_effects=effects,
+            max_power_wait_days=max_power_wait,
+        )
         if simulate is not None:
             from fleetops.ota.rollout.rollout_sim import simulated_inventory
 
@@ -226,6 +256,9 @@ def show(
         for row in c.wave_summary().iter_rows():
             waves.add_row(*("" if x is None else str(x) for x in row))
         out.print(waves)
+        gate = c.power_gate
+        if gate is not None and c.state.value in ("running", "paused"):
+            out.print(f"power gate, wave {gate['wave']}: {gate['reason']}")
         log = Table(title="transitions")
         for col in ("time", "from", "to", "actor", "reason"):
             log.add_column(col, overflow="fold")
@@ -245,14 +278,19 @@ def show(
 
 
 def _transition(
-    campaign_id: str, store: Path | None, action: str, actor: str | None, reason: str
+    campaign_id: str,
+    store: Path | None,
+    action: str,
+    actor: str | None,
+    reason: str,
+    **options: bool,
 ) -> None:
     from fleetops.ota.rollout.store import CampaignStore
 
     with errors():
         st = CampaignStore(store)
         c = st.load(campaign_id)
-        getattr(c, action)(_actor(actor), reason)
+        getattr(c, action)(_actor(actor), reason, **options)
         st.save(c)
         out.print(f"{c.campaign_id}: {c.state.value}")
 
@@ -284,10 +322,17 @@ def resume(
     campaign_id: str,
     actor: ActorOption = None,
     reason: ReasonOption = "resumed by operator",
+    waive_power_gate: Annotated[
+        bool,
+        typer.Option(
+            "--waive-power-gate",
+            help="Release the next wave without the power the gate waits for (this wave only).",
+        ),
+    ] = False,
     store: StoreOption = None,
 ) -> None:
-    """Resume a paused or halted campaign."""
-    _transition(campaign_id, store, "resume", actor, reason)
+    """Resume a paused or halted campaign (a power-gate pause: soak on, or waive the gate)."""
+    _transition(campaign_id, store, "resume", actor, reason, waive_power_gate=waive_power_gate)
 
 
 @campaign_app.command()
@@ -331,8 +376,10 @@ def simulate_cmd(
         console.print(f"simulating {behaviour.name} on {vehicles} vehicles …")
         result = simulate_rollout(behaviour, vehicles=vehicles, days=days, seed=seed)
         out.print_json(orjson.dumps(result.summary()).decode())
-        if result.campaign is not None and result.halted:
-            out.print(f"halt: {result.campaign.transitions[-1]['reason']}")
+        if result.campaign is not None:
+            for t in result.campaign.transitions:
+                if t["actor"] == "power-gate" or t["to"] == "halted":
+                    out.print(f"{t['time']} {t['to']}: {t['reason']}")
         if plot is not None:
             plot_rollout(result, str(plot))
             console.print(f"plot: {plot}")

@@ -16,11 +16,19 @@ look compares, from the campaign's start to now:
 A signal is judged only once the updated cohort has the minimum exposure; the p-values of
 the judged signals go through Holm at the look's alpha (see :mod:`.stats`), and a rejected
 null halts the campaign. Every number behind the decision is kept as evidence.
+
+The power gate (:func:`power_checks`): before the next wave is released, every signal with a
+declared minimum effect of interest must have enough exposure in the updated cohort that
+this look would have halted a release adding that effect with the policy's power, at the
+smallest level Holm can give it (the look's alpha over the number of signals — so the
+computed power is a lower bound). Otherwise the wave soaks on (see
+:meth:`.campaign.Campaign.monitor`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,6 +42,17 @@ from fleetops.ota.rollout import stats
 DAY_S = 86_400.0
 SECURITY_SIGNALS = frozenset({"ids_alert"})
 DEFAULT_EVENT_SIGNALS: tuple[str, ...] = ("dtc", "dtc_target_ecu", "boot_failure", "ids_alert")
+# The smallest regression each signal must be able to catch before a wave is widened
+# (docs/ota-rollout.md, "Power gate"): extra events per vehicle-day for event signals, extra
+# failure share over the acceptable one for installs, extra mean risk for failure_risk.
+DEFAULT_MIN_EFFECTS: dict[str, float] = {
+    "dtc": 0.25,
+    "dtc_target_ecu": 0.1,
+    "boot_failure": 0.04,
+    "ids_alert": 0.1,
+    "install_failure": 0.15,
+    "failure_risk": 0.05,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +68,9 @@ class HaltPolicy:
     install_reference: tuple[int, int] | None = None  # (failures, attempts) of a past release
     risk_margin: float = 0.02  # absolute, on a 0..1 risk score
     event_signals: tuple[str, ...] = DEFAULT_EVENT_SIGNALS
+    power: float = 0.8  # wanted power at the minimum effects before a wave widens (0: off)
+    min_effects: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIN_EFFECTS))
+    max_power_wait_days: float = 14.0  # beyond the soak; then the campaign pauses for a human
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
@@ -61,10 +83,23 @@ class HaltPolicy:
             raise ValidationError("the minimum exposure must be positive")
         if self.min_installs < 1:
             raise ValidationError("min_installs must be at least 1")
+        if not 0 <= self.power < 1:
+            raise ValidationError(f"the gate's power must be in [0, 1), got {self.power}")
+        if self.max_power_wait_days < 0:
+            raise ValidationError("max_power_wait_days cannot be negative")
+        known = {*self.event_signals, "install_failure", "failure_risk"}
+        for signal, effect in self.min_effects.items():
+            if signal not in known:
+                raise ValidationError(
+                    f"minimum effect for {signal!r}, which is not monitored ({sorted(known)})"
+                )
+            if not effect > 0:
+                raise ValidationError(f"the minimum effect of {signal} must be > 0, got {effect}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["event_signals"] = list(self.event_signals)
+        d["min_effects"] = dict(self.min_effects)
         d["install_reference"] = (
             None if self.install_reference is None else list(self.install_reference)
         )
@@ -99,6 +134,7 @@ class SignalResult:
     method: str
     margin: float
     treated_vins: list[str] = field(default_factory=list)  # updated vehicles with the signal
+    spread: float = math.nan  # per-vehicle SD of the risk (failure_risk only; for its power)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -325,6 +361,7 @@ def _risk_entry(
         "control_rate": float(c.mean()) if c.size else math.nan,
         "margin": policy.risk_margin,
         "treated_vins": [],
+        "spread": float(np.std(np.concatenate([t, c]), ddof=1)) if t.size + c.size >= 2 else 0.0,
     }
     if enough and t.size >= 2 and c.size >= 2:
         res = stats.mean_shift_test(t, c, policy.risk_margin)
@@ -332,3 +369,187 @@ def _risk_entry(
     else:
         entry.update(judged=False, p_value=math.nan, method="below minimum exposure")
     return entry
+
+
+@dataclass(frozen=True, slots=True)
+class PowerCheck:
+    """Could this look have caught a signal's minimum effect of interest?"""
+
+    signal: str
+    unit: str  # what the exposure counts: vehicle-days, installs or vehicles
+    min_effect: float
+    power: float  # now, at the level Holm gives the signal at worst
+    exposure: float  # the updated cohort's, now
+    needed: float  # exposure at which the power is reached (inf: not by waiting)
+    powered: bool
+    method: str
+
+    def describe(self) -> str:
+        needed = "unreachable" if math.isinf(self.needed) else f"{self.needed:.0f} {self.unit}"
+        return (
+            f"signal {self.signal}, exposure needed {needed}, have {self.exposure:.0f} "
+            f"(power {self.power:.0%} for +{self.min_effect:g})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()
+        }
+
+
+def _needed(power: Callable[[float], float], have: float, target: float, limit: float) -> float:
+    """The smallest exposure (from ``have`` on) with ``power >= target``, to about 1 %.
+
+    Discrete tests make the power a slightly saw-toothed function of the exposure, so this is
+    the first crossing found by doubling then bisecting, not a guaranteed minimum."""
+    lo = hi = max(have, 1.0)
+    while power(hi) < target:
+        lo, hi = hi, hi * 2.0
+        if hi > limit:
+            return math.inf
+    if hi == lo:
+        return hi
+    while hi - lo > max(0.01 * lo, 0.5):
+        mid = (lo + hi) / 2.0
+        lo, hi = (lo, mid) if power(mid) >= target else (mid, hi)
+    return hi
+
+
+def power_checks(
+    report: HealthReport,
+    policy: HaltPolicy,
+    *,
+    released_members: int,
+    wave_attempts: int,
+    wave_size: int,
+    error_threshold: float,
+) -> list[PowerCheck]:
+    """The power gate's view of one look: one check per signal with a minimum effect.
+
+    ``released_members``: ECUs in the released waves (the most install attempts that waiting
+    can bring); ``wave_attempts`` / ``wave_size`` / ``error_threshold``: the current wave's,
+    since its error threshold halts on install failures too and counts as detection.
+    """
+    level = report.alpha_look / max(1, len(report.results))
+    checks: list[PowerCheck] = []
+    for r in report.results:
+        effect = policy.min_effects.get(r.signal)
+        if effect is None:
+            continue
+        if r.signal == "install_failure":
+            checks.append(
+                _install_check(
+                    r,
+                    policy,
+                    effect,
+                    level,
+                    released_members,
+                    wave_attempts,
+                    wave_size,
+                    error_threshold,
+                )
+            )
+        elif r.signal == "failure_risk":
+            checks.append(_risk_check(r, policy, effect, level, released_members))
+        else:
+            checks.append(_rate_check(r, policy, effect, level))
+    return checks
+
+
+def _rate_check(r: SignalResult, policy: HaltPolicy, effect: float, level: float) -> PowerCheck:
+    method = "exact conditional binomial power at the observed control rate"
+    if not r.control_exposure > 0:
+        return PowerCheck(
+            r.signal, "vehicle-days", effect, 0.0, r.treated_exposure, math.inf, False, method
+        )
+    control_rate = r.control_count / r.control_exposure
+
+    def power(e: float) -> float:
+        return stats.rate_power(
+            e, control_rate, r.control_exposure, effect, policy.rate_margin, level
+        )
+
+    now = power(r.treated_exposure) if r.judged else 0.0
+    needed = max(
+        _needed(power, r.treated_exposure, policy.power, 1e7), policy.min_treated_vehicle_days
+    )
+    return PowerCheck(
+        r.signal,
+        "vehicle-days",
+        effect,
+        now,
+        r.treated_exposure,
+        needed,
+        r.judged and now >= policy.power,
+        method,
+    )
+
+
+def _install_check(
+    r: SignalResult,
+    policy: HaltPolicy,
+    effect: float,
+    level: float,
+    released_members: int,
+    wave_attempts: int,
+    wave_size: int,
+    error_threshold: float,
+) -> PowerCheck:
+    ref = policy.install_reference
+    share = (ref[0] / ref[1] if ref else policy.acceptable_install_failure) + effect
+    attempts = int(r.treated_exposure)
+    earlier = attempts - wave_attempts  # attempts of the waves before the current one
+
+    def test_power(n: float) -> float:
+        n_int = math.ceil(n)
+        if n_int < policy.min_installs:
+            return 0.0
+        return stats.failure_power(
+            n_int, share, policy.acceptable_install_failure, level, policy.install_reference
+        )
+
+    # The wave's error threshold halts on more than threshold × size failures in the wave.
+    in_wave = np.arange(wave_attempts, wave_size + 1)
+    limit = math.floor(error_threshold * wave_size)
+    by_threshold = stats.exceed_probability(limit, in_wave, share)
+    now = max(test_power(attempts), float(by_threshold[0]) if in_wave.size else 0.0)
+    reach = np.flatnonzero(by_threshold >= policy.power)
+    via_threshold = earlier + int(in_wave[reach[0]]) if reach.size else math.inf
+    via_test = _needed(test_power, attempts, policy.power, 1e7)
+    needed = float(min(via_test, via_threshold))
+    if needed > released_members:
+        needed = math.inf  # more attempts than the released waves hold: soaking cannot help
+    return PowerCheck(
+        r.signal,
+        "installs",
+        effect,
+        now,
+        float(attempts),
+        needed,
+        now >= policy.power,
+        "exact binomial / Fisher power, or the wave's error threshold",
+    )
+
+
+def _risk_check(
+    r: SignalResult, policy: HaltPolicy, effect: float, level: float, released_members: int
+) -> PowerCheck:
+    n_c = int(r.control_exposure)
+    sd = 0.0 if math.isnan(r.spread) else r.spread
+
+    def power(n: float) -> float:
+        return stats.mean_shift_power(math.ceil(n), n_c, sd, effect, policy.risk_margin, level)
+
+    now = power(r.treated_exposure) if r.judged else 0.0
+    needed = _needed(power, r.treated_exposure, policy.power, float(max(released_members, 1)))
+    return PowerCheck(
+        r.signal,
+        "vehicles",
+        effect,
+        now,
+        r.treated_exposure,
+        needed,
+        r.judged and now >= policy.power,
+        "Welch t power, normal approximation at the observed SD",
+    )

@@ -78,6 +78,7 @@ class RolloutResult:
     received: int  # ECUs that installed the release before the halt (or ever)
     completed_day: int | None
     final_state: str
+    wave_days: list[float]  # day of the campaign each released wave went out
     evidence: dict[str, Any] | None
     looks: list[dict[str, Any]] = field(default_factory=list)
     campaign: Campaign | None = None
@@ -94,6 +95,7 @@ class RolloutResult:
             "received": self.received,
             "completed_day": self.completed_day,
             "final_state": self.final_state,
+            "wave_days": self.wave_days,
         }
 
 
@@ -258,6 +260,8 @@ def simulate_rollout(
         if campaign.state is State.COMPLETED:
             completed_day = d + 1
             break
+        if campaign.state is State.PAUSED:  # the power gate wants a human: none here
+            break
     wave_sizes = [int(np.sum(campaign._wave == w)) for w in range(len(waves))]
     evidence = campaign.halt_evidence
     return RolloutResult(
@@ -271,6 +275,7 @@ def simulate_rollout(
         received=campaign.treated_count(),
         completed_day=completed_day,
         final_state=campaign.state.value,
+        wave_days=[round((x - t0) / DAY_S, 2) for x in campaign.wave_released_at],
         evidence=evidence,
         looks=looks,
         campaign=campaign,

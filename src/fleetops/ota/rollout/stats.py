@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats
 
 from fleetops.core.errors import ValidationError
@@ -135,3 +136,93 @@ def holm(p_values: list[float], alpha: float) -> tuple[list[bool], list[float]]:
         stopped = stopped or p_values[i] > thresholds[i]
         rejected[i] = not stopped
     return rejected, thresholds
+
+
+# -- power: what the tests above could have detected --------------------------------------
+#
+# The power gate (see :mod:`.health`) asks, before a wave is widened: had the release added
+# the minimum effect of interest, would this look have halted it? The rate and install
+# powers are exact for the tests above; the risk power is the usual normal approximation.
+
+_TAIL = 1e-12  # Poisson mass ignored on each side when summing over the event total
+
+
+def _binom_critical(n: npt.NDArray[np.int64], p0: float, alpha: float) -> npt.NDArray[np.int64]:
+    """Smallest ``k`` per ``n`` with ``P(Bin(n, p0) >= k) <= alpha`` (``n + 1``: never)."""
+    k = np.asarray(stats.binom.isf(alpha, n, p0), dtype=np.float64) + 1.0
+    k = np.nan_to_num(k, nan=0.0).astype(np.int64)
+    # isf of a discrete law is found by a float search: nudge to the exact boundary.
+    k = np.where(stats.binom.sf(k - 1, n, p0) > alpha, k + 1, k)
+    k = np.where((k >= 1) & (stats.binom.sf(k - 2, n, p0) <= alpha), k - 1, k)
+    return np.minimum(k, n + 1)
+
+
+def rate_power(
+    treated_exposure: float,
+    control_rate: float,
+    control_exposure: float,
+    extra_rate: float,
+    margin: float,
+    alpha: float,
+) -> float:
+    """Power of :func:`rate_test` at level ``alpha`` when the treated rate is
+    ``control_rate + extra_rate`` (exact: the conditional test's rejection probability
+    summed over the Poisson law of the event total)."""
+    if treated_exposure <= 0 or control_exposure <= 0:
+        return 0.0
+    mu_t = (control_rate + extra_rate) * treated_exposure
+    mu_c = control_rate * control_exposure
+    mu = mu_t + mu_c
+    if mu <= 0:
+        return 0.0
+    lo = int(stats.poisson.ppf(_TAIL, mu))
+    hi = int(stats.poisson.isf(_TAIL, mu)) + 1
+    n = np.arange(max(lo, 1), hi + 1, dtype=np.int64)
+    weighted = treated_exposure * (1.0 + margin)
+    p0 = weighted / (weighted + control_exposure)
+    k = _binom_critical(n, p0, alpha)
+    reject = stats.binom.sf(k - 1, n, mu_t / mu)
+    return float(min(1.0, np.sum(stats.poisson.pmf(n, mu) * reject)))
+
+
+def failure_power(
+    attempts: int,
+    failure_share: float,
+    acceptable: float,
+    alpha: float,
+    reference: tuple[int, int] | None = None,
+) -> float:
+    """Power of :func:`failure_test` at level ``alpha`` when installs fail with probability
+    ``failure_share`` (exact, for both the binomial and the Fisher form)."""
+    if attempts <= 0:
+        return 0.0
+    x = np.arange(attempts + 1, dtype=np.int64)
+    if reference is None:
+        reject = stats.binom.sf(x - 1, attempts, acceptable) <= alpha
+    else:
+        ref_fail, ref_attempts = reference
+        # Fisher's one-sided p-value of each possible failure count, the reference fixed.
+        p = stats.hypergeom.sf(x - 1, attempts + ref_attempts, x + ref_fail, attempts)
+        reject = p <= alpha
+    share = min(max(failure_share, 0.0), 1.0)
+    return float(np.sum(stats.binom.pmf(x, attempts, share)[reject]))
+
+
+def mean_shift_power(
+    treated_n: int, control_n: int, sd: float, shift: float, margin: float, alpha: float
+) -> float:
+    """Approximate power of :func:`mean_shift_test` (normal approximation, common ``sd``)."""
+    if treated_n < 2 or control_n < 2:
+        return 0.0
+    if sd <= 0:
+        return 1.0 if shift > margin else 0.0
+    se = sd * math.sqrt(1.0 / treated_n + 1.0 / control_n)
+    return float(stats.norm.sf(stats.norm.isf(alpha) - (shift - margin) / se))
+
+
+def exceed_probability(
+    limit: int, trials: npt.NDArray[np.int64], p: float
+) -> npt.NDArray[np.float64]:
+    """``P(Bin(n, p) > limit)`` for each ``n`` of ``trials``: how likely a count rule such as
+    a wave's error threshold fires."""
+    return np.asarray(stats.binom.sf(limit, trials, p), dtype=np.float64)
