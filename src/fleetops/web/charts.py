@@ -135,12 +135,15 @@ def line(
         colour = PALETTE[i % len(PALETTE)]
         if not pts:
             continue
+        xs = [f"{x(p[0]):.1f}" for p in pts]  # once a point: datetime.timestamp() is slow
         band = (
-            " ".join(f"{x(p[0]):.1f},{y(p[3]):.1f}" for p in pts)
+            " ".join(f"{px},{y(p[3]):.1f}" for px, p in zip(xs, pts, strict=True))
             + " "
-            + " ".join(f"{x(p[0]):.1f},{y(p[2]):.1f}" for p in reversed(pts))
+            + " ".join(
+                f"{px},{y(p[2]):.1f}" for px, p in zip(reversed(xs), reversed(pts), strict=True)
+            )
         )
-        path = " ".join(f"{x(p[0]):.1f},{y(p[1]):.1f}" for p in pts)
+        path = " ".join(f"{px},{y(p[1]):.1f}" for px, p in zip(xs, pts, strict=True))
         last = pts[-1]
         parts.append(
             f'<polygon points="{band}" fill="{colour}" opacity="0.15"/>'

@@ -256,10 +256,10 @@ def vehicle_page(
     wanted = [p for p in VEHICLE_PLOTS if p[0] in known]
     if signal and signal in known and signal not in {p[0] for p in wanted}:
         wanted.append((signal, signal, ""))
+    _, series = data.series_many(vin, [p[0] for p in wanted], points=240)
     plots = []
     for path, title, unit in wanted:
-        _, points = data.series(vin, path, points=240)
-        pts = [(p["t"], p["mean"], p["min"], p["max"]) for p in points]
+        pts = [(p["t"], p["mean"], p["min"], p["max"]) for p in series.get(path, [])]
         plots.append((title, charts.line([(title, pts)], label=title, unit=unit)))
     _, dtcs = data.dtcs(vin=vin, limit=100)
     care = MaintenanceData(data)
