@@ -24,7 +24,7 @@ from fleetops.security.ids import (
     train,
 )
 from fleetops.security.ids.cli import ids_app
-from fleetops.security.ids.signals import check_dbc, decode
+from fleetops.security.ids.signals import SignalState, check_dbc, decode, score_signals
 from fleetops.sim.can import simulate_can
 from fleetops.telemetry.can_decode import CanDecoder
 
@@ -130,6 +130,61 @@ def test_streaming_equals_batch_with_dbc(model: IdsModel) -> None:
         "ESP_WheelSpeeds.WheelSpeedFL",
         "VCU_DriveCmd.AccelPedalPos",
     }
+
+
+def test_streaming_equals_batch_with_late_ids_and_short_frames(model: IdsModel) -> None:
+    """The streaming scorer redoes a signal's relations only when a value they read
+    changed or was first seen: an id whose signals predict another message's starts late
+    while that message's payload is held, and frames too short for their signals are not
+    judged (nor their cache refreshed)."""
+    sm = model.signals
+    assert sm is not None
+    pairs = [
+        (int(sm.frame_id[s]), int(sm.frame_id[j]))
+        for s, j in zip(*np.nonzero(sm.feat >= 0), strict=True)
+        if sm.frame_id[sm.feat[s, j]] != sm.frame_id[s]
+    ]
+    assert pairs
+    judged, late = pairs[0]
+    assert int(sm.min_dlc[sm.frame_id == judged].max()) > 1
+    frames = simulate_can({"duration_s": 20, "seed": 11}).frames
+    t0 = float(frames.timestamp.min())
+    frames = frames.take(~((frames.arbitration_id == late) & (frames.timestamp < t0 + 5)))
+    # The judged id's payload held from 3 s to 8 s: its values do not change when the late
+    # id's first frame arrives, only what its relations read does.
+    held = np.flatnonzero(
+        (frames.arbitration_id == judged)
+        & (frames.timestamp >= t0 + 3)
+        & (frames.timestamp < t0 + 8)
+    )
+    frames.data[held] = frames.data[held[0]]
+    short = np.flatnonzero(frames.arbitration_id == judged)[1::7]
+    frames.dlc[short] = 1
+    frames.data[short, 1:] = 0
+    batch = score_frames(model, frames)
+    assert batch.signal is not None
+    stream = StreamingScorer(model)
+    rows, named = [], []
+    for f in iter_frames(frames):
+        rows.append(stream.push(*f))
+        named.append(stream.signal)
+    assert np.array_equal(np.array([r[0] for r in rows]), batch.score)
+    assert np.array_equal(np.array([r[1] for r in rows]), batch.attack)
+    assert np.array_equal(np.array([r[2] for r in rows]), batch.evidence)
+    assert np.array_equal(np.array(named), batch.signal)
+    streamed = [a.to_dict() for a in stream.flush()]
+    assert streamed == [a.to_dict() for a in alerts_from_scores(model, frames, batch)]
+    # The signal scores themselves, before the frame's other scores can hide them.
+    early = np.zeros(len(frames), dtype=bool)
+    best, _, _ = score_signals(
+        sm, frames.timestamp, frames.arbitration_id, frames.payload_u64, frames.dlc, early
+    )
+    state = SignalState(sm)
+    ours = [
+        state.push(t, a, d, int.from_bytes(p, "little"), p, False)[0]
+        for t, a, d, p in iter_frames(frames)
+    ]
+    assert np.array_equal(np.array(ours), best)
 
 
 def test_decoding_matches_the_project_decoder(model: IdsModel, db: Database) -> None:

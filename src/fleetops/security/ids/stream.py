@@ -7,6 +7,10 @@ signal's latest value. Frames are taken in arrival order (a bus
 delivers them in time order; the batch scorer sorts a log first).
 """
 
+# Per-frame code compares instead of calling max() / min() / any(): the same values (the
+# first of equals, as max), a builtin call less each (a good part of the per-frame cost).
+# ruff: noqa: PLR1730
+
 from __future__ import annotations
 
 import math
@@ -49,6 +53,11 @@ from fleetops.security.ids.model import PHASE_CYCLES, IdsModel
 from fleetops.security.ids.signals import SignalState
 
 _INF = math.inf
+# A known id's constants: dt_lo, dt_hi, dt3_lo, period, phase_tol, DLC mask, frozen-bit
+# mask and values, transition threshold, byte lo / hi, per byte its 256 surprises.
+_Row = tuple[
+    float, float, float, float, float, int, int, int, float, bytes, bytes, tuple[list[float], ...]
+]
 
 
 class StreamingScorer:
@@ -60,21 +69,43 @@ class StreamingScorer:
         p = model.params
         self.k = k = len(model)
         self._row = {int(a): r for r, a in enumerate(model.ids.tolist())}
-        self._lo = model.dt_lo.tolist()
-        self._hi = model.dt_hi.tolist()
-        self._lo3 = model.dt3_lo.tolist()
         self._sup = model.dt_sup.tolist()
-        self._period = model.period.tolist()
-        self._ptol = model.phase_tol.tolist()
-        self._dlc = model.dlc_mask.tolist()
-        self._cmask = [int(v) for v in model.const_mask.tolist()]
-        self._cval = [int(v) for v in model.const_val.tolist()]
-        self._thr = model.flip_thr.tolist()
-        self._blo = [bytes(b) for b in model.byte_lo.tolist()]
-        self._bhi = [bytes(b) for b in model.byte_hi.tolist()]
         self._pairs = [bytes(r) for r in model.pairs.tolist()]
         tables = byte_tables(model)
-        self._tables = [[tables[r, j].tolist() for j in range(8)] for r in range(k)]
+        # Per known row its constants as one tuple of plain Python numbers: one lookup per
+        # frame instead of one per attribute (see _Row).
+        self._const: list[_Row] = [
+            (
+                lo,
+                hi,
+                lo3,
+                period,
+                tol,
+                int(dlc_mask),
+                int(cmask),
+                int(cval),
+                thr,
+                bytes(blo),
+                bytes(bhi),
+                tuple(tables[r, j].tolist() for j in range(8)),
+            )
+            for r, (lo, hi, lo3, period, tol, dlc_mask, cmask, cval, thr, blo, bhi) in enumerate(
+                zip(
+                    model.dt_lo.tolist(),
+                    model.dt_hi.tolist(),
+                    model.dt3_lo.tolist(),
+                    model.period.tolist(),
+                    model.phase_tol.tolist(),
+                    model.dlc_mask.tolist(),
+                    model.const_mask.tolist(),
+                    model.const_val.tolist(),
+                    model.flip_thr.tolist(),
+                    model.byte_lo.tolist(),
+                    model.byte_hi.tolist(),
+                    strict=True,
+                )
+            )
+        ]
         self._flood_s = p.flood_s
         self._fuzz_bits = p.const_fuzz_bits
         # Per known row: the last three (time, payload word), newest first.
@@ -97,13 +128,6 @@ class StreamingScorer:
         self._signal_names = [] if sm is None else sm.names
         self.signal = -1  # the signal the last frame named (index into the names), -1: none
 
-    def _surprise(self, r: int, x: int) -> float:
-        tab = self._tables[r]
-        s = 0.0
-        for j in range(8):
-            s = s + tab[j][(x >> (8 * j)) & 0xFF]
-        return s
-
     def _check_silence(self, t: float) -> None:
         first = self._first_t
         assert first is not None
@@ -124,9 +148,11 @@ class StreamingScorer:
         if self._first_t is None:
             self._first_t = t
         tick = math.floor(t / TICK_S)
-        if self._tick is not None and tick > self._tick:
-            self._check_silence(t)
-        self._tick = tick if self._tick is None else max(tick, self._tick)
+        last_tick = self._tick
+        if last_tick is None or tick > last_tick:
+            if last_tick is not None:
+                self._check_silence(t)
+            self._tick = tick
         r = self._row.get(arbitration_id, -1)
         word = int.from_bytes(payload, "little")
         score = 0.0
@@ -145,18 +171,19 @@ class StreamingScorer:
             prev_row = -1
         else:
             hist = self._hist[r]
-            lo, hi = self._lo[r], self._hi[r]
+            n_hist = len(hist)
+            lo, hi, lo3, period, tol, dlc_mask, cmask, cval, thr, blo, bhi, tab = self._const[r]
             dts = [t - ht for ht, _ in hist]
             # Phase: the closest in phase of the last frames (as model.phase_residual).
             phase_score = 0.0
             off = 0.0
             phased = False
-            tol = self._ptol[r]
-            period = self._period[r]
             if tol != _INF and period > 0:
                 best = _INF
                 for d in dts:
-                    cycles = max(float(round(d / period)), 1.0)
+                    cycles = float(round(d / period))
+                    if cycles < 1.0:
+                        cycles = 1.0
                     dev = d - cycles * period
                     if cycles <= PHASE_CYCLES and abs(dev) < best:
                         best = abs(dev)
@@ -174,54 +201,81 @@ class StreamingScorer:
             time_score = 0.0
             if hist and lo > 0:
                 # As model.excused_after_extra.
-                excused = any(lo <= d <= hi for d in dts[1:]) and (in_phase or dts[1] - dts[0] < lo)
+                excused = (
+                    n_hist > 1
+                    and (lo <= dts[1] <= hi or (n_hist > 2 and lo <= dts[2] <= hi))
+                    and (in_phase or dts[1] - dts[0] < lo)
+                )
                 if not excused:
-                    time_score = lo / max(dts[0], _TINY)
-            lo3 = self._lo3[r]
-            if len(hist) >= 3 and lo3 > 0:
-                time_score = max(time_score, lo3 / max(dts[2], _TINY))
-            time_score = max(time_score, phase_score)
+                    d = dts[0]
+                    time_score = lo / (d if d >= _TINY else _TINY)
+            if n_hist >= 3 and lo3 > 0:
+                d = dts[2]
+                x = lo3 / (d if d >= _TINY else _TINY)
+                if x > time_score:
+                    time_score = x
+            if phase_score > time_score:
+                time_score = phase_score
             early = time_score >= 1.0
             late = early and late_raw and phase_score >= 1.0 and time_score == phase_score
             unseen_pair = self._pairs[self._prev_row][r] == 0
-            dlc_bad = (self._dlc[r] >> dlc) & 1 == 0
-            frozen = ((word ^ self._cval[r]) & self._cmask[r]).bit_count()
-            blo, bhi = self._blo[r], self._bhi[r]
+            dlc_bad = (dlc_mask >> dlc) & 1 == 0
+            frozen = ((word ^ cval) & cmask).bit_count()
             n_range = 0
             for j in range(dlc):
                 b = payload[j]
                 if b < blo[j] or b > bhi[j]:
                     n_range += 1
             trans = 0.0
-            thr = self._thr[r]
             if hist and thr != _INF:
                 # The nearest of the last three frames that explains the transition.
+                t0, t1, t2, t3, t4, t5, t6, t7 = tab
                 best = _INF
                 chosen = -1.0
                 for _, hw in hist:
-                    s = self._surprise(r, word ^ hw)
+                    x = word ^ hw
+                    # The byte surprises summed in byte order from 0.0, as byte_tables.
+                    s = (
+                        0.0
+                        + t0[x & 0xFF]
+                        + t1[(x >> 8) & 0xFF]
+                        + t2[(x >> 16) & 0xFF]
+                        + t3[(x >> 24) & 0xFF]
+                        + t4[(x >> 32) & 0xFF]
+                        + t5[(x >> 40) & 0xFF]
+                        + t6[(x >> 48) & 0xFF]
+                        + t7[(x >> 56) & 0xFF]
+                    )
                     if s < thr:
                         chosen = s
                         break
-                    best = min(best, s)
+                    if s < best:
+                        best = s
                 trans = (chosen if chosen >= 0 else best) / thr
             trans_eff = trans if early else trans / TRANS_ALONE
-            absolute = (
-                max(frozen / FROZEN_BITS, n_range / RANGE_BYTES)
-                if early or trans >= GATE or (lo <= 0 and thr == _INF)
-                else 0.0
-            )
-            sig_score = 0.0
-            if self._signals is not None:
-                sig_score, which, evidence = self._signals.push(
-                    t, arbitration_id, dlc, payload, early
+            absolute = 0.0
+            if early or trans >= GATE or (lo <= 0 and thr == _INF):
+                absolute = frozen / FROZEN_BITS
+                x = n_range / RANGE_BYTES
+                if x > absolute:
+                    absolute = x
+            payload_score = DLC_SCORE if dlc_bad else 0.0
+            if absolute > payload_score:
+                payload_score = absolute
+            if trans_eff > payload_score:
+                payload_score = trans_eff
+            signals = self._signals
+            if signals is not None:
+                sig_score, which, evidence = signals.push(
+                    t, arbitration_id, dlc, word, payload, early
                 )
                 if not early:
                     sig_score = sig_score / SIGNAL_ALONE
                 if sig_score < 1.0:
                     which = -1
-            payload_score = max(DLC_SCORE if dlc_bad else 0.0, absolute, trans_eff, sig_score)
-            score = max(time_score, payload_score)
+                if sig_score > payload_score:
+                    payload_score = sig_score
+            score = payload_score if payload_score > time_score else time_score
             if phase_score >= 1.0:
                 evidence |= E_PHASE
             if early:
@@ -246,7 +300,7 @@ class StreamingScorer:
             elif late:
                 attack = MASQUERADE
             elif time_only:
-                if len(hist) >= 3 and t - hist[2][0] < lo:
+                if n_hist >= 3 and t - hist[2][0] < lo:
                     attack = FLOODING
                 elif (
                     self._prev_time_only
@@ -257,7 +311,7 @@ class StreamingScorer:
                 else:
                     attack = REPLAY
             hist.insert(0, (t, word))
-            if len(hist) > 3:
+            if n_hist >= 3:
                 hist.pop()
             self._last_seen[r] = t
             self._reported[r] = False
