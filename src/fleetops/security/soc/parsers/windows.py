@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Final
 
 import orjson
@@ -283,7 +284,9 @@ def _flat_fields(record: dict[str, Any]) -> dict[str, str | None]:
         raise _BadRecordError("object has no EventID (neither evtx_dump nor flat Windows event)")
     out: dict[str, str | None] = {}
     for key, value in record.items():
-        if isinstance(value, dict):
+        if type(value) is str:  # most values: skip _scalar's checks
+            out[key] = value
+        elif isinstance(value, dict):
             for sub_key, sub_value in value.items():
                 out[f"{key}_{sub_key}"] = _scalar(sub_value)
         else:
@@ -357,14 +360,25 @@ def _time_ms(fields: dict[str, str | None], flat: bool) -> int | None:
         text = fields.get(name)
         if not text:
             continue
-        try:
-            stamp = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-        except ValueError:
-            continue
-        if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=UTC)
-        return int(stamp.timestamp() * 1000)
+        ms = _iso_ms(text)
+        if ms is not None:
+            return ms
     return None
+
+
+@lru_cache(maxsize=4096)
+def _iso_ms(text: str) -> int | None:
+    """Epoch ms of an ISO 8601 stamp (naive = UTC), None if it is not one.
+
+    Cached: events of one burst share their stamp text.
+    """
+    try:
+        stamp = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return int(stamp.timestamp() * 1000)
 
 
 def _clean(value: str | None) -> str | None:
@@ -422,6 +436,48 @@ def _event_row(
         "record_index": index,
         "raw": raw,
     }
+
+
+_INT_COLUMNS: Final = (
+    "time",
+    "class_uid",
+    "activity_id",
+    "type_uid",
+    "severity_id",
+    "status_id",
+    "src_port",
+    "dst_port",
+    "record_index",
+)
+_ROW_SCHEMA: Final[dict[str, pl.DataType]] = {
+    name: pl.Int64() if name in _INT_COLUMNS else pl.String()
+    for name in (
+        "time",
+        "domain",
+        "class_uid",
+        "activity_id",
+        "type_uid",
+        "severity_id",
+        "status_id",
+        "message",
+        "user",
+        "host",
+        "src_ip",
+        "dst_ip",
+        "src_port",
+        "dst_port",
+        "process",
+        "parent_process",
+        "command_line",
+        "logsource_product",
+        "logsource_category",
+        "logsource_service",
+        "source_file",
+        "record_index",
+        "raw",
+    )
+}
+"""The columns of :func:`_event_row`'s rows and their types."""
 
 
 def _port(text: str | None) -> int | None:
@@ -512,16 +568,18 @@ def parse_windows_json(text: str, source_file: str) -> EventBatch:
         rows.append(row)
         natives.append(fields)
     if rows:
-        events = pl.DataFrame(rows, infer_schema_length=None)
+        # Built by column with the types _event_row gives (ints or strings, or None).
+        events = pl.DataFrame(
+            {name: [row[name] for row in rows] for name in _ROW_SCHEMA},
+            schema=_ROW_SCHEMA,
+        )
         events = events.with_columns(
-            pl.from_epoch(pl.col("time").cast(pl.Int64), time_unit="ms").dt.replace_time_zone("UTC")
+            pl.from_epoch(pl.col("time"), time_unit="ms").dt.replace_time_zone("UTC")
         )
         events = conform_events(events)
         names = list(dict.fromkeys(name for native in natives for name in native))
-        fields_frame = pl.DataFrame(
-            {name: [native.get(name) for native in natives] for name in names},
-            schema=dict.fromkeys(names, pl.String),
-        )
+        # Polars fills the keys an object lacks with nulls (most objects lack most names).
+        fields_frame = pl.from_dicts(natives, schema=dict.fromkeys(names, pl.String))
     else:
         events = pl.DataFrame(schema=EVENT_SCHEMA)
         fields_frame = pl.DataFrame()
