@@ -2,6 +2,7 @@
 pages on a 10 k fleet, and each page's first (cold) load.
 
     .venv/bin/python -m bench.api [--vehicles 10000] [--seconds 3] [--concurrency 8]
+                                  [--predictions] [--only overview,vehicle]
 
 The lake is simulated once (``smoke`` scenario, one day, ``--vehicles`` vehicles) under
 ``<data dir>/bench/api-<n>``. ``fleetops serve``'s app runs in its own process (uvicorn, one
@@ -26,6 +27,15 @@ footprint plan of ``PLAN_WORKLOADS`` workloads, all made here, in the run's temp
 folder. The cold column is each page's first load right after the server started, in
 table order: the fleet overview's includes building the fleet snapshot (its build time is
 in the title), the others find it built.
+
+``--predictions`` serves a lake that also holds the maintenance tables, as
+``fleetops maintenance predict`` leaves them: a fleet risk model, trained once on a small
+simulated fleet (``TRAIN_VEHICLES`` vehicles, ``TRAIN_DAYS`` days, the maintenance docs'
+risk scenario; ≈ 40 s, kept under ``<data dir>/bench/api-model``), scores every bucket of
+every vehicle of the bench fleet, and :func:`fleetops.maintenance.pipeline.predict` writes
+its ``rul_predictions`` and ranked ``work_orders`` through the package's own writer. That
+lake (``api-<n>-rul``) hard-links the plain lake's files, so the plain one stays as it is.
+``--only`` keeps the cases whose label holds one of the given words.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ import argparse
 import asyncio
 import itertools
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -70,6 +81,7 @@ PAGES = [
     ("page: campaign", "/campaigns/{campaign}"),
     ("page: footprint plan", "/footprint/{plan}"),
 ]
+TRAIN_VEHICLES, TRAIN_DAYS = 80, 8  # enough failures of each component to learn from
 ADMIN_PASSWORD = "bench-admin-password"
 INCIDENT_VEHICLES = 400
 PLAN_WORKLOADS = 400
@@ -94,6 +106,42 @@ def build_lake(vehicles: int) -> Path:
     start = time.perf_counter()
     fleetops.simulate("smoke", vehicles=vehicles, days=1, lake=folder)
     print(f"simulated {vehicles:,} vehicles into {folder} in {time.perf_counter() - start:.0f} s")
+    return folder
+
+
+def add_predictions(lake: Path) -> Path:
+    """``lake`` plus the maintenance tables a real model's predictions make for its fleet."""
+    from fleetops.core.lake import Lake
+    from fleetops.maintenance import pipeline
+    from fleetops.maintenance.fleet import FleetRiskModel, risk_scenario
+    from fleetops.sim import simulate_fleet
+
+    folder = lake.with_name(lake.name + "-rul")
+    if any(Lake(folder).files("work_orders")):
+        return folder
+    model_dir = data_dir() / "bench" / "api-model"
+    if (model_dir / "model_card.json").is_file():
+        model = FleetRiskModel.load(model_dir)
+    else:
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            train = Lake(tmp)
+            scenario = risk_scenario(vehicles=TRAIN_VEHICLES, days=TRAIN_DAYS, seed=1)
+            simulate_fleet(scenario).write_to(train)
+            model = pipeline.train(train, model_dir)
+        print(f"trained the fleet risk model in {time.perf_counter() - start:.0f} s")
+    shutil.rmtree(folder, ignore_errors=True)
+    for path in lake.rglob("*.parquet"):  # published files never change: links, not copies
+        target = folder / path.relative_to(lake)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(path, target)
+    start = time.perf_counter()
+    orders, scored = pipeline.predict(folder, model)
+    print(
+        f"scored {scored.vehicles:,} vehicles ({scored.scores.height:,} predictions, "
+        f"{scored.seconds:.0f} s) and wrote {orders.height:,} work orders in "
+        f"{time.perf_counter() - start:.0f} s"
+    )
     return folder
 
 
@@ -255,6 +303,8 @@ def main() -> None:
     parser.add_argument("--vehicles", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--predictions", action="store_true", help="with maintenance tables")
+    parser.add_argument("--only", help="comma-separated words: cases whose label holds one")
     parser.add_argument("--serve", nargs=2, metavar=("KIND", "WHAT"), help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -268,6 +318,8 @@ def main() -> None:
         return
 
     lake = build_lake(args.vehicles)
+    if args.predictions:
+        lake = add_predictions(lake)
     work = Path(tempfile.mkdtemp(prefix="fleetops-bench-api-"))
     from fleetops.api.auth import new_token_secret
     from fleetops.api.store import Store
@@ -302,13 +354,13 @@ def main() -> None:
         signed_in.raise_for_status()
         cookies = {"Cookie": "; ".join(f"{k}={v}" for k, v in signed_in.cookies.items())}
         vin = vins[777]
-        cold: dict[int, float] = {}
-        for i, (_, path) in enumerate(PAGES):  # first loads, on a server that has served none
+        cold: dict[str, float] = {}
+        for label, path in PAGES:  # first loads, on a server that has served none
             if "{each}" not in path:
                 t0 = time.perf_counter()
                 page = httpx.get(base + path.format(vin=vin, **names), headers=cookies, timeout=300)
                 page.raise_for_status()
-                cold[len(ENDPOINTS) + i] = time.perf_counter() - t0
+                cold[label] = time.perf_counter() - t0
         summary = httpx.get(base + "/api/v1/fleet/summary", headers=headers).json()
         fleet = httpx.get(base + f"/api/v1/vehicles?limit={ROTATE}", headers=headers).json()
         bodies = work / "bodies"
@@ -316,6 +368,9 @@ def main() -> None:
         cases = [(label, path, headers) for label, path in ENDPOINTS] + [
             (label, path, cookies) for label, path in PAGES
         ]
+        if args.only:
+            words = args.only.split(",")
+            cases = [case for case in cases if any(w in case[0] for w in words)]
         urls = [
             [p.format(vin=vin, each=v["vin"], **names) for v in fleet["items"]]
             if "{each}" in p
@@ -340,7 +395,7 @@ def main() -> None:
             base_rps, base_p99 = asyncio.run(load([static], {}, args.seconds, args.concurrency))
             rows.append(Row(label, ours_rps, base_rps, "req/s"))
             size = (bodies / f"{i:02d}.body").stat().st_size
-            first = f"{cold[i] * 1000:,.0f}" if i in cold else ""
+            first = f"{cold[label] * 1000:,.0f}" if label in cold else ""
             latency.add_row(label, f"{size:,}", f"{ours_p99:.1f}", f"{base_p99:.1f}", first)
         print_table(
             f"console API and dashboard on {args.vehicles:,} vehicles, {args.concurrency} "

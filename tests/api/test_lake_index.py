@@ -10,7 +10,7 @@ import duckdb
 import pyarrow as pa
 
 from fleetops.api.fleet import FleetData
-from fleetops.api.lake_index import RowIndex, SliceCache
+from fleetops.api.lake_index import RowIndex, SliceCache, TableCopy
 from fleetops.core.lake import Lake
 from tests.api.helpers import Console
 
@@ -61,3 +61,22 @@ def test_concurrent_vehicle_reads_match_sequential_ones(console: Console) -> Non
             assert list(pool.map(data.signals, vins.to_pylist())) == [
                 data.signals(v) for v in vins.to_pylist()
             ]
+
+
+def test_table_copy_lists_again_when_a_listed_file_was_replaced(tmp_path: Path) -> None:
+    """A table replaced whole between the copy's listing and its read: the removed file is
+    not an error, the copy reads the new file set."""
+    lake = Lake(tmp_path)
+    lake.replace("things", pa.table({"x": [1, 2]}))
+    copy = TableCopy(tmp_path / "things", pa.schema([("x", pa.int64())]), "SELECT x FROM {table}")
+    listed = copy._files()
+    lake.replace("things", pa.table({"x": [3]}))
+    stale = [listed]  # the first listing comes from before the replace
+
+    def listing() -> dict[str, tuple[int, int]]:
+        return stale.pop() if stale else TableCopy._files(copy)
+
+    copy._files = listing  # type: ignore[method-assign]
+    con = duckdb.connect()
+    assert copy.frame(con).get_column("x").to_list() == [3]
+    assert copy.frame(con).get_column("x").to_list() == [3]

@@ -30,11 +30,45 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from fleetops.api.lake_index import RowIndex, SliceCache, TableCopy
 from fleetops.core.errors import ValidationError
 from fleetops.core.lake import Lake
 from fleetops.core.schema import DTCS
+
+# The maintenance package's tables as the console reads them (their writer's schemas live in
+# fleetops.maintenance.actions, which imports LightGBM: too heavy an import for the console).
+WORK_ORDERS = pa.schema(
+    [
+        pa.field("rank", pa.int32()),
+        pa.field("vin", pa.string()),
+        pa.field("component", pa.string()),
+        pa.field("due_by", pa.timestamp("us", tz="UTC")),
+        pa.field("confidence", pa.float64()),
+        pa.field("evidence", pa.string()),
+        pa.field("created", pa.timestamp("us", tz="UTC")),
+    ]
+)
+_LATEST = pa.schema(
+    [
+        pa.field("vin", pa.string()),
+        pa.field("component", pa.string()),
+        pa.field("horizon_h", pa.float64()),
+        pa.field("p_fail", pa.float64()),
+        pa.field("alert", pa.bool_()),
+        pa.field("ts", pa.timestamp("us", tz="UTC")),
+    ]
+)
+# The latest prediction per vehicle, component and horizon, riskiest first. One row per
+# key (p_fail and alert from the same row); predictions of the same bucket from two runs
+# tie on ts: the newer model's wins.
+_LATEST_SQL = (
+    "SELECT vin, component, horizon_h, p_fail, alert, ts FROM {table} "
+    "QUALIFY row_number() OVER (PARTITION BY vin, component, horizon_h "
+    "ORDER BY ts DESC, model_created DESC NULLS LAST, p_fail DESC) = 1 "
+    "ORDER BY p_fail DESC, vin, component, horizon_h"
+)
 
 SOC = "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current"
 LV_VOLTAGE = "Vehicle.LowVoltageBattery.CurrentVoltage"
@@ -107,7 +141,21 @@ class FleetData:
         self._summary: tuple[Snapshot, dict[str, Any]] | None = None
         self._signal_rows = RowIndex(lake.root / "signals")
         self._slices = SliceCache(max_rows=1_000_000)  # ≈ 80 vehicle-days of 37 signals, ≈ 60 MB
-        self._dtcs = TableCopy(lake.root / "dtcs", DTCS, "ts DESC, vin, code")
+        self._dtcs = TableCopy(
+            lake.root / "dtcs",
+            DTCS,
+            f"SELECT {', '.join(DTCS.names)} FROM {{table}} ORDER BY ts DESC, vin, code",
+        )
+        # Both pages read these on every request: the whole appended table aggregated per
+        # request grows with every `maintenance predict` run; a copy reloads once a run.
+        self._predictions = TableCopy(lake.root / "rul_predictions", _LATEST, _LATEST_SQL)
+        self._predictions_by_vin: tuple[pl.DataFrame, dict[str, pl.DataFrame]] | None = None
+        self._work_orders = TableCopy(
+            lake.root / "work_orders",
+            WORK_ORDERS,
+            f"SELECT {', '.join(WORK_ORDERS.names)} FROM {{table}} "
+            "ORDER BY rank, created DESC, vin, component",
+        )
 
     # -- connection and snapshot ------------------------------------------------------------
 
@@ -448,13 +496,17 @@ class FleetData:
 class MaintenanceData:
     """What ``fleetops maintenance`` wrote into the lake: ``rul_predictions`` (risk of
     failure within a horizon, per vehicle and component) and ``work_orders`` (ranked, with
-    their evidence in words). Read-only; empty until the maintenance pipeline has run."""
+    their evidence in words). Read-only; empty until the maintenance pipeline has run.
+
+    Both are read from in-memory copies (:class:`~fleetops.api.lake_index.TableCopy`)
+    that reload when a table's files change, so a new run shows on the next request."""
 
     def __init__(self, fleet: FleetData) -> None:
         self.fleet = fleet
 
-    def _present(self, table: str) -> bool:
-        return any(self.fleet.lake.files(table))
+    def _latest(self) -> pl.DataFrame:
+        with self.fleet._cursor() as cursor:
+            return self.fleet._predictions.frame(cursor)
 
     def predictions(
         self,
@@ -466,42 +518,36 @@ class MaintenanceData:
         limit: int = 50,
     ) -> tuple[int, list[dict[str, Any]]]:
         """The latest prediction per vehicle, component and horizon, riskiest first."""
-        if not self._present("rul_predictions"):
-            return 0, []
-        clauses: list[str] = ["TRUE"]
-        params: list[Any] = []
+        frame = self._latest()  # riskiest first
         if vin is not None:
-            clauses.append("vin = ?")
-            params.append(vin.upper())
+            frame = self._vehicle(frame, vin.upper())
         if component is not None:
-            clauses.append("component = ?")
-            params.append(component)
+            frame = frame.filter(pl.col("component") == component)
         if alerts_only:
-            clauses.append("alert")
-        latest = (
-            "SELECT vin, component, horizon_h, arg_max(p_fail, ts) AS p_fail, "
-            "arg_max(alert, ts) AS alert, max(ts) AS ts FROM rul_predictions "
-            "GROUP BY vin, component, horizon_h"
-        )
-        where = " AND ".join(clauses)
-        total = self.fleet._rows(f"SELECT count(*) AS n FROM ({latest}) WHERE {where}", params)
-        rows = self.fleet._rows(
-            f"SELECT * FROM ({latest}) WHERE {where} "
-            "ORDER BY p_fail DESC, vin, component, horizon_h LIMIT ? OFFSET ?",
-            [*params, limit, offset],
-        )
-        return int(total[0]["n"]), rows
+            frame = frame.filter(pl.col("alert"))
+        return frame.height, frame.slice(offset, limit).to_dicts()
+
+    def _vehicle(self, latest: pl.DataFrame, vin: str) -> pl.DataFrame:
+        """``latest``'s rows of ``vin``, in order: a look-up in a split made once per copy
+        (a filter over the fleet's rows cost ≈ 3 ms a vehicle page at 10 k vehicles)."""
+        split = self.fleet._predictions_by_vin
+        if split is None or split[0] is not latest:
+            parts = latest.partition_by("vin", as_dict=True, maintain_order=True)
+            split = latest, {str(key[0]): part for key, part in parts.items()}
+            self.fleet._predictions_by_vin = split  # swapped whole: readers need no lock
+        return split[1].get(vin, latest.clear())
+
+    def at_risk(self) -> dict[str, int]:
+        """Vehicles with an alerting latest prediction (any horizon), per component."""
+        alerts = self._latest().filter(pl.col("alert"))
+        counts = alerts.group_by("component").agg(pl.col("vin").n_unique().alias("vehicles"))
+        return {str(c): int(n) for c, n in counts.iter_rows()}
 
     def work_orders(
         self, *, vin: str | None = None, offset: int = 0, limit: int = 50
     ) -> tuple[int, list[dict[str, Any]]]:
-        if not self._present("work_orders"):
-            return 0, []
-        where, params = ("WHERE vin = ?", [vin.upper()]) if vin is not None else ("", [])
-        total = self.fleet._rows(f"SELECT count(*) AS n FROM work_orders {where}", params)
-        rows = self.fleet._rows(
-            "SELECT rank, vin, component, due_by, confidence, evidence, created FROM work_orders "
-            f"{where} ORDER BY rank LIMIT ? OFFSET ?",
-            [*params, limit, offset],
-        )
-        return int(total[0]["n"]), rows
+        with self.fleet._cursor() as cursor:
+            frame = self.fleet._work_orders.frame(cursor)  # by rank
+        if vin is not None:
+            frame = frame.filter(pl.col("vin") == vin.upper())
+        return frame.height, frame.slice(offset, limit).to_dicts()

@@ -16,8 +16,9 @@ range (one row group of 114 for a simulated vehicle-day).
 :class:`SliceCache` — the rows of the vehicles read last (a vehicle page plots several
 signals of one vehicle: the row group holding it is decoded once, not once a plot).
 
-:class:`TableCopy` — a small table (``dtcs``) held in memory, sorted, reloaded when its
-file set changes: a page of it is then a filter and a slice, not a scan and a sort.
+:class:`TableCopy` — a small table (``dtcs``, ``work_orders``), or a small aggregate of
+one (the latest of ``rul_predictions``), held in memory, sorted, reloaded when its file set
+changes: a page of it is then a filter and a slice, not a scan and a sort.
 """
 
 from __future__ import annotations
@@ -222,16 +223,20 @@ class SliceCache:
 
 
 class TableCopy:
-    """A lake table in memory as a Polars frame sorted by ``order``; thread-safe.
+    """The answer of ``query`` over a lake table, in memory as a Polars frame; thread-safe.
 
-    For small tables only (``dtcs``: events, not samples). Each :meth:`frame` call lists the
-    table's folders and reloads the copy when its file set differs from the one it holds.
+    ``query`` is SQL over the table's rows, named ``{table}`` in it; its answer must be
+    small (``dtcs``: events, not samples; the latest prediction per vehicle, component and
+    horizon) and comes back cast to ``schema``. Each :meth:`frame` call lists the table's
+    folders and reloads the copy when its file set (paths, sizes, mtimes) differs from the
+    one it holds: an appended file, and a table replaced whole (new files written, then
+    the old ones removed: :meth:`fleetops.core.lake.Lake.replace`), both change it.
     """
 
-    def __init__(self, folder: Path, schema: pa.Schema, order: str) -> None:
+    def __init__(self, folder: Path, schema: pa.Schema, query: str) -> None:
         self.folder = folder
         self.schema = schema
-        self.order = order  # SQL ORDER BY list
+        self.query = query
         self._lock = threading.Lock()
         self._copy: tuple[dict[str, Stamp], pl.DataFrame] | None = None
 
@@ -248,23 +253,32 @@ class TableCopy:
         if copy is not None and copy[0] == files:
             return copy[1]
         with self._lock:  # one reload at a time; the others wait for its result
-            copy = self._copy
-            if copy is None or copy[0] != files:
-                copy = files, self._load(con, sorted(files))
+            for attempt in range(3):
+                copy = self._copy
+                if copy is not None and copy[0] == files:
+                    break
+                try:
+                    copy = files, self._load(con, sorted(files))
+                except duckdb.IOException:
+                    # A replace removed a listed file meanwhile: list again, read the new set.
+                    if attempt == 2:
+                        raise
+                    files = self._files()
+                    continue
                 self._copy = copy
+                break
+            assert copy is not None
             return copy[1]
 
     def _load(self, con: duckdb.DuckDBPyConnection, paths: list[str]) -> pl.DataFrame:
-        columns = ", ".join(self.schema.names)
         table = (
             con.sql(
-                f"SELECT {columns} FROM read_parquet(?, union_by_name = true) "
-                f"ORDER BY {self.order}",
+                self.query.format(table="read_parquet(?, union_by_name = true)"),
                 params=[paths],
             ).to_arrow_table()
             if paths
             else self.schema.empty_table()
         )
-        frame = pl.from_arrow(table.cast(self.schema))
+        frame = pl.from_arrow(table.select(self.schema.names).cast(self.schema))
         assert isinstance(frame, pl.DataFrame)
         return frame

@@ -175,15 +175,12 @@ def overview(request: Request) -> HTMLResponse:
         ecu: charts.hbar(rows[:6], label=f"{ecu} software versions", colour="#6a1b9a")
         for ecu, rows in versions.items()
     }
-    _, alerts = MaintenanceData(_fleet(request)).predictions(alerts_only=True, limit=1000)
-    at_risk: dict[str, set[str]] = {}
-    for p in alerts:
-        at_risk.setdefault(p["component"], set()).add(p["vin"])
+    at_risk = MaintenanceData(_fleet(request)).at_risk()
     return render(
         request,
         "overview.html.j2",
         predicted_chart=charts.hbar(
-            sorted(((c, float(len(v))) for c, v in at_risk.items()), key=lambda kv: -kv[1]),
+            sorted(((c, float(n)) for c, n in at_risk.items()), key=lambda kv: (-kv[1], kv[0])),
             label="vehicles with a predicted failure, by component",
             colour="#6a1b9a",
         )
