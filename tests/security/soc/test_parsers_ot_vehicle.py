@@ -257,6 +257,31 @@ def test_vehicle_json() -> None:
     assert reasons[8].startswith("bad JSON")
 
 
+def test_vehicle_json_wrongly_typed_lines_are_dead_letters_not_a_failed_file() -> None:
+    alert = Alert(
+        time=10.0,
+        last_time=12.0,
+        attack="flooding",
+        arbitration_id=0x10,
+        score=9.0,
+        frames=4,
+        evidence=["rate"],
+    )
+    good = to_ocsf(alert, vehicle="WVWZZZ1JZXW000001", time_origin_s=1_700_000_000)
+    bad = dict(good, severity_id="high")  # int("high") fails inside the finding reader
+    dtc = {"type": "dtc", "time": "2024-01-01T00:00:00Z", "vin": "V1", "code": "P1"}
+    objs = [good, bad, dict(dtc, vin=["V1"]), dict(dtc, type=["dtc"]), dtc, good]
+    text = "\n".join(orjson.dumps(obj).decode() for obj in objs)
+    batch = parse_text(text, "vehicle-json", "v.jsonl")
+    assert batch.events["record_index"].to_list() == [1, 5, 6]
+    reasons = dict(
+        zip(batch.dead_letters["record_index"], batch.dead_letters["reason"], strict=True)
+    )
+    assert reasons[2].startswith("bad ids record: ValueError")
+    assert reasons[3] == "bad dtc record: 'vin' is a JSON array"
+    assert reasons[4].startswith("unknown vehicle event kind ['dtc']")
+
+
 APACHE_ERROR = """\
 [Sun Dec 04 04:47:44 2005] [notice] workerEnv.init() ok /etc/httpd/conf/workers2.properties
 [Sun Dec 04 20:47:17 2005] [error] [client 82.177.96.6] Directory index forbidden by rule: /var/www/html/

@@ -267,7 +267,7 @@ def _other_frame(
         kind = (
             "ids" if obj.get("class_uid") == int(EventClass.DETECTION_FINDING) else obj.get("type")
         )
-        if kind not in _SERVICE:
+        if not isinstance(kind, str) or kind not in _SERVICE:
             dead.append(
                 (
                     index,
@@ -276,7 +276,18 @@ def _other_frame(
                 )
             )
             continue
-        event, native = _ids(obj) if kind == "ids" else _other(str(kind), obj)
+        try:
+            event, native = _ids(obj) if kind == "ids" else _other(str(kind), obj)
+        except (ValueError, TypeError, AttributeError) as exc:
+            # A wrongly typed field (a severity that is not a number, an ECU that is not
+            # an object): this line is dead-lettered, the rest of the file still parses.
+            dead.append((index, f"bad {kind} record: {type(exc).__name__}: {exc}", line))
+            continue
+        nested = next((k for k, v in event.items() if isinstance(v, dict | list)), None)
+        if nested is not None:  # event columns hold text and numbers, never JSON containers
+            shape = "object" if isinstance(event[nested], dict) else "array"
+            dead.append((index, f"bad {kind} record: {nested!r} is a JSON {shape}", line))
+            continue
         stamp = obj.get("time", obj.get("ts"))
         if stamp is None:
             dead.append((index, "missing time", line))
