@@ -50,6 +50,35 @@ def test_demo_end_to_end_on_a_small_fleet(tmp_path: Path) -> None:
         "(SELECT count(*) FROM can_frames) AS c, (SELECT count(*) FROM failures) AS f"
     ).to_pylist()[0]
     assert counts["v"] == 10 and counts["s"] > 100_000 and counts["c"] > 10_000 and counts["f"] > 0
+    assert "ids attacks detected" in output
+
+
+def test_demo_intrusion_detector_finds_each_simulated_attack(tmp_path: Path) -> None:
+    from fleetops.demo import watch_can_bus
+    from fleetops.report import can_section
+    from fleetops.sim import load_scenario, simulate_can
+
+    section = load_scenario("demo").can
+    sim = simulate_can(section)
+    alerts = watch_can_bus(section, sim.frames).to_pylist()
+    for attack in sim.attacks.to_pylist():
+        during = [
+            a for a in alerts if a["time"] <= attack["end"] and a["last_time"] >= attack["start"]
+        ]
+        assert during, f"{attack['attack']} at {attack['start']:%H:%M:%S} not detected"
+
+    # The report's attack table says what the detector reported during each attack.
+    lake = Lake(tmp_path / "lake")
+    lake.write("can_frames", sim.frames.to_arrow())
+    lake.replace("can_attacks", sim.attacks)
+    lake.replace("ids_alerts", watch_can_bus(section, sim.frames))
+    can = can_section(lake)
+    assert can is not None
+    header, rows = can.tables[0]
+    assert header[-1] == "IDS alerts" and len(rows) == sim.attacks.num_rows
+    assert all(row[-1] != "—" for row in rows)
+    spoofing = next(row for row in rows if row[0] == "spoofing")
+    assert "spoofing" in spoofing[-1] and "VehicleSpeed" in spoofing[-1]
 
 
 def test_simulate_to_messages_then_ingest_equals_simulate_to_lake(tmp_path: Path) -> None:

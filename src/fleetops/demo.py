@@ -16,8 +16,13 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
+from fleetops.core.dbc import load_dbc
 from fleetops.core.lake import Lake
+from fleetops.core.types import CanFrames
 from fleetops.report import write_report
+from fleetops.security import ids
 from fleetops.sim.can import simulate_can
 from fleetops.sim.fleet import simulate_fleet
 from fleetops.sim.scenario import load_scenario
@@ -92,8 +97,8 @@ def run_demo(
 
 
 def _can_part(lake: Lake, section: dict[str, Any], track: Step) -> dict[str, Any]:
-    """One test vehicle's CAN bus with attacks, kept in the lake for the IDS to come."""
-    advance = track("simulating and decoding a CAN bus", 2)
+    """One test vehicle's CAN bus with attacks, into the lake, scored by the intrusion detector."""
+    advance = track("simulating, decoding and watching a CAN bus", 3)
     sim = simulate_can(section)
     advance(1)
     decoder = CanDecoder()
@@ -103,13 +108,59 @@ def _can_part(lake: Lake, section: dict[str, Any], track: Step) -> dict[str, Any
     lake.write("can_frames", sim.frames.to_arrow())
     lake.replace("can_attacks", sim.attacks)
     advance(1)
+    alerts = watch_can_bus(section, sim.frames)
+    lake.replace("ids_alerts", alerts)
+    advance(1)
+    detected = (
+        lake.query(
+            """
+            SELECT count(DISTINCT a.start) AS n FROM can_attacks a JOIN ids_alerts i
+              ON i.time <= a."end" + INTERVAL 1 SECOND AND i.last_time >= a.start
+            """
+        ).to_pylist()[0]["n"]
+        if {"can_attacks", "ids_alerts"} <= set(lake.tables())
+        else 0  # a scenario without attacks, or a quiet bus: empty tables are not written
+    )
     return {
         "can_frames": len(sim.frames),
         "can_attack_frames": int((sim.attack_index >= 0).sum()),
         "can_attacks": sim.attacks.num_rows,
         "can_decoded_values": decoded.num_rows,
         "can_decode_frames_per_s": round(len(sim.frames) / max(decode_s, 1e-9)),
+        "ids_alerts": alerts.num_rows,
+        "ids_attacks_detected": f"{detected}/{sim.attacks.num_rows}",
     }
+
+
+def watch_can_bus(section: dict[str, Any], frames: CanFrames) -> pa.Table:
+    """The intrusion detector, trained with the shipped DBC on three attack-free drives of the
+    same car (other seeds, other profiles), scores the attacked bus."""
+    clean = {key: value for key, value in section.items() if key != "attacks"}
+    seed = int(section.get("seed", 0))
+    drives = [
+        simulate_can({**clean, "seed": seed + 1000 + k, "profile": profile}).frames
+        for k, profile in enumerate(("urban", "highway", "mixed"))
+    ]
+    model = ids.train(drives, dbc=load_dbc())
+    alerts = ids.alerts_from_scores(model, frames, ids.score_frames(model, frames))
+    return pa.table(
+        {
+            "time": _utc([a.time for a in alerts]),
+            "last_time": _utc([a.last_time for a in alerts]),
+            "attack": pa.array([a.attack for a in alerts], pa.string()),
+            "arbitration_id": pa.array([a.arbitration_id for a in alerts], pa.int64()),
+            "signal": pa.array([a.signal for a in alerts], pa.string()),
+            "score": pa.array([a.score for a in alerts], pa.float64()),
+            "frames": pa.array([a.frames for a in alerts], pa.int64()),
+        }
+    )
+
+
+def _utc(seconds: list[float]) -> pa.Array:
+    """Epoch seconds (the bus clock) as lake timestamps."""
+    return pa.array([round(s * 1e6) for s in seconds], pa.int64()).cast(
+        pa.timestamp("us", tz="UTC")
+    )
 
 
 def _lake_summary(lake: Lake) -> dict[str, Any]:

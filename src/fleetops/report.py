@@ -236,9 +236,11 @@ def can_section(lake: Lake) -> Section | None:
     if not load:
         return None
     section = Section(
-        "In-vehicle CAN (test rig for the intrusion detector)",
+        "In-vehicle CAN and the intrusion detector",
         "Labelled CAN traffic in the lake: periodic messages from the DBC with jitter, alive "
-        "counters and CRCs, and the injected attacks, labelled per frame.",
+        "counters and CRCs, and the injected attacks, labelled per frame. The last column is "
+        "what the intrusion detector (trained on attack-free drives of the same car, with "
+        "the DBC) reported during each attack.",
     )
     t0 = min(r["t"] for r in load)
 
@@ -259,12 +261,24 @@ def can_section(lake: Lake) -> Section | None:
 
     section.figures.append(_plot(draw))
     if "can_attacks" in lake.tables():
+        # What the intrusion detector said during each attack (until 1 s after it), if it ran.
+        detected = (
+            """(SELECT string_agg(DISTINCT i.attack, ', ' ORDER BY i.attack)
+                       || ' (' || count(*) || CASE WHEN count(*) = 1 THEN ' alert' ELSE ' alerts' END
+                       || CASE WHEN count(DISTINCT i.signal) = 1
+                               THEN '; signal ' || any_value(i.signal) ELSE '' END || ')'
+                FROM ids_alerts i
+                WHERE i.time <= a."end" + INTERVAL 1 SECOND AND i.last_time >= a.start)"""
+            if "ids_alerts" in lake.tables()
+            else "NULL"
+        )
         attacks = lake.query(
-            'SELECT attack, message, signal, start, "end", frames FROM can_attacks ORDER BY start'
+            f"""SELECT attack, message, signal, start, "end", frames, {detected} AS ids
+                FROM can_attacks a ORDER BY start"""
         ).to_pylist()
         section.tables.append(
             (
-                ["attack", "message", "signal", "start", "end", "frames"],
+                ["attack", "message", "signal", "start", "end", "frames", "IDS alerts"],
                 [
                     [
                         a["attack"],
@@ -273,6 +287,7 @@ def can_section(lake: Lake) -> Section | None:
                         f"{a['start']:%H:%M:%S}",
                         f"{a['end']:%H:%M:%S}",
                         a["frames"],
+                        a["ids"] or "—",
                     ]
                     for a in attacks
                 ],
