@@ -1,8 +1,8 @@
 """The console's own data: users, API tokens, sessions and the append-only audit log.
 
 One SQL layer over two engines: SQLite (embedded default, a file under the data dir) and
-PostgreSQL (when the store setting is a ``postgresql://`` DSN). Statements are written
-with ``?`` placeholders and translated for psycopg. Secrets never reach the database in
+PostgreSQL (when the store setting is a ``postgresql://`` DSN), through the shared
+connection layer :mod:`fleetops.core.sqldb`. Secrets never reach the database in
 clear: passwords are argon2id hashes, tokens and session ids are SHA-256 digests (they are
 256-bit random values, so a fast hash is enough).
 
@@ -16,19 +16,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from fleetops.core.errors import ConfigError, ServiceUnavailableError, ValidationError
+from fleetops.core.errors import ValidationError
+from fleetops.core.sqldb import Cursor, SqlDatabase, is_postgres
 
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
 
@@ -38,11 +35,6 @@ def now_iso() -> str:
 
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-class _Cursor(Protocol):
-    def fetchall(self) -> Sequence[Sequence[Any]]: ...
-    def fetchone(self) -> Sequence[Any] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,72 +120,30 @@ class Store:
 
     def __init__(self, target: str, *, schema: str | None = None) -> None:
         self.target = target
-        self.postgres = target.startswith(("postgresql://", "postgres://"))
-        self._lock = threading.RLock()
-        self._conn: Any
-        if self.postgres:
-            import psycopg
-
-            if schema is not None and not _SCHEMA_NAME.match(schema):
-                raise ConfigError(f"{schema!r} is not a valid PostgreSQL schema name")
-            try:
-                self._conn = psycopg.connect(target, connect_timeout=5, autocommit=False)
-            except psycopg.OperationalError as exc:
-                raise ServiceUnavailableError(f"PostgreSQL store unreachable: {exc}") from exc
-            if schema is not None:
-                self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-                self._conn.execute(f'SET search_path TO "{schema}"')
-                self._conn.commit()
-            pk = "BIGSERIAL PRIMARY KEY"
-            extra = _DDL_POSTGRES
+        self.postgres = is_postgres(target)
+        self._db = SqlDatabase.open(target, what="the console store", schema=schema)
+        if self._db.dialect == "sqlite":
+            pk, extra = "INTEGER PRIMARY KEY AUTOINCREMENT", _DDL_SQLITE
         else:
-            path = Path(target)
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            except (OSError, sqlite3.Error) as exc:
-                raise ConfigError(f"cannot open the console store {path}: {exc}") from exc
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.execute("PRAGMA busy_timeout=5000")
-            pk = "INTEGER PRIMARY KEY AUTOINCREMENT"
-            extra = _DDL_SQLITE
+            pk, extra = "BIGSERIAL PRIMARY KEY", _DDL_POSTGRES
         with self.transaction():
             for statement in [*(s.format(pk=pk) for s in _DDL_COMMON), *extra]:
                 self._execute(statement)
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._db.close()
 
     # -- SQL layer --------------------------------------------------------------------------
 
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
-        if self.postgres:
-            sql = sql.replace("?", "%s")
-        cursor: _Cursor = self._conn.execute(sql, params)
-        return cursor
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        return self._db.execute(sql, params)
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> AbstractContextManager[None]:
         """Statements inside commit together, or not at all."""
-        with self._lock:
-            if not self.postgres:
-                self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self._conn.rollback() if self.postgres else self._conn.execute("ROLLBACK")
-                raise
-            self._conn.commit() if self.postgres else self._conn.execute("COMMIT")
+        return self._db.transaction()
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
-        """A read outside any transaction (never call it inside :meth:`transaction`)."""
-        with self._lock:
-            rows = list(self._execute(sql, params).fetchall())
-            if self.postgres:
-                self._conn.commit()  # end the implicit transaction psycopg opened
-            return rows
+        return self._db.query(sql, params)
 
     def _insert(self, sql: str, params: Sequence[Any]) -> int:
         row = self._execute(sql + " RETURNING id", params).fetchone()
