@@ -15,6 +15,7 @@ from fleetops.core.errors import ConfigError
 from fleetops.core.types import CanFrames
 from fleetops.security.ids import (
     IdsModel,
+    IdsParams,
     StreamingScorer,
     alerts_from_scores,
     evaluate,
@@ -24,7 +25,13 @@ from fleetops.security.ids import (
     train,
 )
 from fleetops.security.ids.cli import ids_app
-from fleetops.security.ids.signals import SignalState, check_dbc, decode, score_signals
+from fleetops.security.ids.signals import (
+    SignalState,
+    check_dbc,
+    decode,
+    is_inferred,
+    score_signals,
+)
 from fleetops.sim.can import simulate_can
 from fleetops.telemetry.can_decode import CanDecoder
 
@@ -79,15 +86,19 @@ def test_forged_signal_detected_and_named(model: IdsModel, attack: dict[str, Any
 
 
 def test_masquerade_needs_the_dbc(drives: list[CanFrames]) -> None:
-    """Without a DBC the in-cycle masquerade is not seen (docs/ids.md); nothing else
-    changes: no per-signal part, no signal names."""
+    """Without a DBC the in-cycle masquerade of a 12-bit wheel speed is not seen
+    (docs/ids.md): inferred words are aligned 16-bit ones; without them nothing is
+    modelled per signal."""
     plain = train(drives)
-    assert plain.signals is None
+    assert plain.signals is not None
+    assert all(is_inferred(name) for name in plain.signals.names)
     sim = simulate_can({"duration_s": 60, "seed": 7, "attacks": [FORGERIES[2]]})
     scores = score_frames(plain, sim.frames)
-    assert scores.signal is None
     m = evaluate(sim.frames.timestamp, np.asarray(sim.frames.label != "", bool), scores.alert)
     assert m.window_recall == 0.0
+    bare = train(drives, IdsParams(infer_words=False))
+    assert bare.signals is None
+    assert score_frames(bare, sim.frames).signal is None
 
 
 @pytest.mark.parametrize("profile", ["mixed", "urban", "highway"])
@@ -203,7 +214,7 @@ def test_model_round_trip_with_signals(
     model: IdsModel, drives: list[CanFrames], tmp_path: Path
 ) -> None:
     path = model.save(tmp_path / "ids.npz")
-    plain = train(drives).save(tmp_path / "plain.npz")
+    plain = train(drives, IdsParams(infer_words=False)).save(tmp_path / "plain.npz")
     assert path.stat().st_size < 32_000
     assert path.stat().st_size > plain.stat().st_size
     loaded = IdsModel.load(path)

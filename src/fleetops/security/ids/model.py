@@ -36,7 +36,12 @@ from cantools.database.can import Database
 
 from fleetops.core.errors import ConfigError, ValidationError
 from fleetops.core.types import CanFrames
-from fleetops.security.ids.signals import SignalModel, fit_signals
+from fleetops.security.ids.signals import (
+    SignalModel,
+    concat_signals,
+    fit_signals,
+    infer_signals,
+)
 
 F64 = npt.NDArray[np.float64]
 # 2: rate check (dt3_lo) and calibration summary; 3: period / phase; 4: optional per-signal
@@ -65,6 +70,7 @@ class IdsParams:
     const_fuzz_bits: int = 3  # this many frozen bits broken: random payload, not a signal
     min_frames: int = MIN_FRAMES
     blocks: int = 4  # one training capture: held-out calibration splits it in this many
+    infer_words: bool = True  # learn relations between 16-bit words of an id (no DBC needed)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -93,7 +99,8 @@ class IdsModel:
     trained_frames: int = 0
     # What held-out calibration dropped or widened (see :func:`train`), for reports.
     calibration: dict[str, int] = field(default_factory=dict)
-    signals: SignalModel | None = None  # learned where training was given a DBC
+    # Per-signal checks: DBC signals where training was given a DBC, inferred words.
+    signals: SignalModel | None = None
 
     def __len__(self) -> int:
         return int(self.ids.size)
@@ -549,6 +556,13 @@ def train(
     signal_cal: dict[str, int] = {}
     if dbc is not None:
         model.signals, signal_cal = fit_signals(dbc, parts, folds, p.margin)
+    if p.infer_words:
+        modelled = (
+            frozenset() if model.signals is None else frozenset(model.signals.frame_id.tolist())
+        )
+        inferred, inferred_cal = infer_signals(parts, folds, p.margin, modelled)
+        model.signals = concat_signals(model.signals, inferred)
+        signal_cal |= inferred_cal
     if not folds:
         model.calibration = signal_cal
         return model

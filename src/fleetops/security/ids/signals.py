@@ -190,8 +190,16 @@ def _layouts(db: Database, frame_ids: set[int]) -> tuple[SignalModel, list[tuple
                     float(sig.maximum) if sig.maximum is not None else 0.0,
                 )
             )
+    return _open_model(names, cols, declared), declared
+
+
+def _open_model(
+    names: list[str], cols: dict[str, list[Any]], declared: list[tuple[float, float]]
+) -> SignalModel:
+    """Signals with these layouts (``cols``: the first eight arrays of
+    :class:`SignalModel`) and declared ranges, nothing learned yet."""
     s = len(names)
-    model = SignalModel(
+    return SignalModel(
         names=names,
         frame_id=np.asarray(cols["frame_id"], dtype=np.uint32),
         shift=np.asarray(cols["shift"], dtype=np.int64),
@@ -211,7 +219,6 @@ def _layouts(db: Database, frame_ids: set[int]) -> tuple[SignalModel, list[tuple
         coef=np.zeros((s, RELATIONS, 3)),
         rel_thr=np.full((s, RELATIONS), np.inf),
     )
-    return model, declared
 
 
 def decode(sm: SignalModel, s: int, word: npt.NDArray[np.uint64]) -> F64:
@@ -418,31 +425,7 @@ def fit_signals(
         sm.dt_floor[s] = 0.5 * float(np.median(gaps))
         _, rates = _stats(everything, sm, s)
         sm.rate_thr[s] = _rate_thr(rates, float(step[s]), float(sm.dt_floor[s]), margin)
-    # Relations: every other signal as a candidate, the strongest few kept.
-    for s in range(len(sm)):
-        # A relation must hold within every recording where the signal varies, not merely
-        # across them: with two drives, any two per-drive constants (state of health, an
-        # odometer) line up perfectly.
-        r2 = np.full(len(sm), np.inf)
-        for vw in everything:
-            ok = vw.ok[s]
-            v = vw.values[s][ok]
-            if v.size < MIN_SAMPLES or float(v.min()) == float(v.max()):
-                continue
-            cols = [vw.latest(j, s) for j in range(len(sm))]
-            u = np.stack([c[0][ok] for c in cols], axis=1)
-            valid = np.stack([c[1][ok] for c in cols], axis=1)
-            r2 = np.minimum(r2, _r2_all(v, u, valid))
-        r2[~np.isfinite(r2)] = 0.0
-        r2[s] = 0.0
-        best = [int(j) for j in np.argsort(-r2, kind="stable")[:RELATIONS] if r2[j] >= R2_MIN]
-        for k, j in enumerate(best):
-            u, v, _ = _relation_residuals(everything, s, j)
-            coef = _lstsq(u, v)
-            res = np.abs(v - _predict(coef, u))
-            sm.feat[s, k] = j
-            sm.coef[s, k] = coef
-            sm.rel_thr[s, k] = _rel_thr(res, float(step[s]), margin)
+    _fit_relations(sm, everything, margin)
     cal = {
         "signals": len(sm),
         "signal_relations": int(np.count_nonzero(sm.feat >= 0)),
@@ -454,6 +437,47 @@ def fit_signals(
     folded = [([view(q, sm) for q in fit], view(h, sm)) for fit, h in folds]
     _calibrate(sm, folded, margin, cal, declared)
     return sm, cal
+
+
+def _fit_relations(
+    sm: SignalModel,
+    everything: Sequence[_Frames],
+    margin: float,
+    candidates: npt.NDArray[np.bool_] | None = None,
+) -> None:
+    """Per signal, the :data:`RELATIONS` strongest other signals predicting it (only
+    ``candidates[s, j]`` where given), kept if each explains ≥ :data:`R2_MIN` of it."""
+    step = sm.step()
+    for s in range(len(sm)):
+        pool = (
+            [j for j in range(len(sm)) if j != s]
+            if candidates is None
+            else np.flatnonzero(candidates[s]).tolist()
+        )
+        if not pool:
+            continue
+        # A relation must hold within every recording where the signal varies, not merely
+        # across them: with two drives, any two per-drive constants (state of health, an
+        # odometer) line up perfectly.
+        r2 = np.full(len(pool), np.inf)
+        for vw in everything:
+            ok = vw.ok[s]
+            v = vw.values[s][ok]
+            if v.size < MIN_SAMPLES or float(v.min()) == float(v.max()):
+                continue
+            cols = [vw.latest(j, s) for j in pool]
+            u = np.stack([c[0][ok] for c in cols], axis=1)
+            valid = np.stack([c[1][ok] for c in cols], axis=1)
+            r2 = np.minimum(r2, _r2_all(v, u, valid))
+        r2[~np.isfinite(r2)] = 0.0
+        best = [pool[int(i)] for i in np.argsort(-r2, kind="stable")[:RELATIONS] if r2[i] >= R2_MIN]
+        for k, j in enumerate(best):
+            u, v, _ = _relation_residuals(everything, s, j)
+            coef = _lstsq(u, v)
+            res = np.abs(v - _predict(coef, u))
+            sm.feat[s, k] = j
+            sm.coef[s, k] = coef
+            sm.rel_thr[s, k] = _rel_thr(res, float(step[s]), margin)
 
 
 def _calibrate(
@@ -471,18 +495,17 @@ def _calibrate(
     rel = np.zeros(sm.feat.shape)
     for fit, held in folds:
         for s in range(len(sm)):
-            if not np.isfinite(sm.lo[s]):
-                continue
             v, r = _stats(fit, sm, s)
             hv, hr = _stats([held], sm, s)
             if v.size < MIN_SAMPLES or hv.size == 0:
                 continue
-            lo, hi = _range(v, float(step[s]), margin)
-            over_lo[s] = max(over_lo[s], lo - float(hv.min()))
-            over_hi[s] = max(over_hi[s], float(hv.max()) - hi)
-            # Left by more than its own width: the range is the recording's, not the
-            # signal's (a per-drive value such as state of health or an odometer).
-            dropped[s] |= max(over_lo[s], over_hi[s]) > hi - lo
+            if np.isfinite(sm.lo[s]):
+                lo, hi = _range(v, float(step[s]), margin)
+                over_lo[s] = max(over_lo[s], lo - float(hv.min()))
+                over_hi[s] = max(over_hi[s], float(hv.max()) - hi)
+                # Left by more than its own width: the range is the recording's, not the
+                # signal's (a per-drive value such as state of health or an odometer).
+                dropped[s] |= max(over_lo[s], over_hi[s]) > hi - lo
             if np.isfinite(sm.rate_thr[s]) and hr.size:
                 thr = _rate_thr(r, float(step[s]), float(sm.dt_floor[s]), margin)
                 rate[s] = max(rate[s], float(hr.max()) / thr)
@@ -517,12 +540,151 @@ def _calibrate(
     cal["signal_relation_widened"] = int(np.count_nonzero(wide))
 
 
+# -- without a DBC: words that move together -----------------------------------------------
+
+WORD_VALUES = 64  # a word taking fewer distinct values is a flag or a state, not a quantity
+WORD_ROUGHNESS = 0.05  # mean step frame to frame above this share of its span: not a quantity
+
+
+def is_inferred(name: str) -> bool:
+    """Whether a modelled signal is an inferred word (``0x6E0[0:2]be``), not a DBC signal
+    (``Message.Signal``: DBC names are C identifiers, never starting with a digit)."""
+    return name.startswith("0x")
+
+
+def infer_signals(
+    parts: list[CanFrames],
+    folds: list[tuple[list[CanFrames], CanFrames]],
+    margin: float,
+    skip_ids: frozenset[int] = frozenset(),
+) -> tuple[SignalModel | None, dict[str, int]]:
+    """Relations between the 16-bit words of one id, learned without a DBC.
+
+    Cars carry one quantity in several places of a frame (four wheel speeds, a sensor and
+    its plausibility copy, a value and its filtered value): such words track each other
+    on every drive, whatever the drive does, and a forged payload that does not know it
+    breaks them. Candidates are each id's aligned 16-bit words in either byte order that
+    take at least :data:`WORD_VALUES` values; a word is kept when up to
+    :data:`RELATIONS` words of the same frame sharing none of its bytes each explain
+    ≥ :data:`R2_MIN` of it within every recording (the DBC signals' rule), with the
+    thresholds calibrated on held-out folds the same way. Only relations are judged:
+    a word's range and rate are what the byte rules already watch. ``skip_ids``: ids a
+    DBC models. Returns ``None`` when no word has a relation."""
+    frame_ids = np.unique(np.concatenate([f.arbitration_id for f in parts]))
+    names: list[str] = []
+    cols: dict[str, list[Any]] = {k: [] for k in SignalModel._ARRAYS[:8]}
+    offsets: list[int] = []
+    # The longest DLC of each id decides which words it can carry.
+    longest = np.zeros(frame_ids.size, dtype=np.int64)
+    for f in parts:
+        np.maximum.at(longest, np.searchsorted(frame_ids, f.arbitration_id), f.dlc.astype(np.int64))
+    for fid, dlc in zip(frame_ids.tolist(), longest.tolist(), strict=True):
+        if fid in skip_ids:
+            continue
+        for offset in range(0, dlc - 1, 2):
+            for big in (True, False):
+                names.append(f"0x{fid:03X}[{offset}:{offset + 2}]{'be' if big else 'le'}")
+                # Bit position of the word's least significant bit in the payload word
+                # (little-endian) or in its byte-swapped form (big-endian).
+                shift = 8 * (6 - offset) if big else 8 * offset
+                for key, value in zip(
+                    cols, (fid, shift, 16, big, False, 1.0, 0.0, offset + 2), strict=True
+                ):
+                    cols[key].append(value)
+                offsets.append(offset)
+    declared = [(0.0, 0.0)] * len(names)
+    sm = _open_model(names, cols, declared)
+    everything = [_Frames(sm, f.timestamp, f.arbitration_id, f.payload_u64, f.dlc) for f in parts]
+    distinct = np.zeros(len(sm), dtype=np.int64)
+    roughness = np.zeros(len(sm))
+    for s in range(len(sm)):
+        values = [vw.values[s][vw.ok[s]] for vw in everything]
+        both = np.concatenate(values)
+        distinct[s] = np.unique(both).size
+        steps = np.concatenate([np.abs(np.diff(v)) for v in values])
+        span = float(np.quantile(both, 0.99) - np.quantile(both, 0.01)) if both.size else 0.0
+        roughness[s] = float(steps.mean()) / span if steps.size and span > 0 else np.inf
+    # Of the two byte orders of a word the one that moves smoothly is the quantity (the
+    # other puts its low byte on top); a word jumping across its span frame to frame is a
+    # counter, a checksum or noise, not a quantity.
+    at = np.asarray(offsets)
+    other = np.arange(len(sm)) ^ 1  # the same word in the other byte order
+    varied = (
+        (distinct >= WORD_VALUES) & (roughness <= WORD_ROUGHNESS) & (roughness <= roughness[other])
+    )
+    candidates = (
+        (sm.frame_id[:, None] == sm.frame_id[None, :])
+        & (at[:, None] != at[None, :])
+        & varied[:, None]
+        & varied[None, :]
+    )
+    _fit_relations(sm, everything, margin, candidates)
+    sm = _related(sm)
+    cal = {"inferred_words": len(sm), "inferred_relations": int(np.count_nonzero(sm.feat >= 0))}
+    if len(sm) == 0:
+        return None, cal
+    views = [_Frames(sm, f.timestamp, f.arbitration_id, f.payload_u64, f.dlc) for f in parts]
+    by_part = {id(f): vw for f, vw in zip(parts, views, strict=True)}
+
+    def view(f: CanFrames) -> _Frames:
+        return by_part.get(id(f)) or _Frames(
+            sm, f.timestamp, f.arbitration_id, f.payload_u64, f.dlc
+        )
+
+    folded = [([view(q) for q in fit], view(h)) for fit, h in folds]
+    inner: dict[str, int] = {}
+    _calibrate(sm, folded, margin, inner, [(0.0, 0.0)] * len(sm))
+    # A relation a held-out recording broke by more than the word's whole span says
+    # nothing once widened to fit: dropped (as a byte range left on held-out traffic).
+    width = np.asarray(
+        [np.ptp(np.concatenate([vw.values[s][vw.ok[s]] for vw in views])) for s in range(len(sm))]
+    )
+    loose = (sm.feat >= 0) & (sm.rel_thr > width[:, None])
+    sm.feat[loose] = -1
+    sm = _related(sm)
+    cal |= {
+        "inferred_words": len(sm),
+        "inferred_relations": int(np.count_nonzero(sm.feat >= 0)),
+        "inferred_relations_widened": inner["signal_relation_widened"] - int(loose.sum()),
+        "inferred_relations_dropped": int(loose.sum()),
+    }
+    return (sm if len(sm) else None), cal
+
+
+def _related(sm: SignalModel) -> SignalModel:
+    """Only the signals that have a relation or predict one."""
+    used = np.any(sm.feat >= 0, axis=1)
+    used[sm.feat[sm.feat >= 0]] = True
+    return _subset(sm, used)
+
+
+def _subset(sm: SignalModel, keep: npt.NDArray[np.bool_]) -> SignalModel:
+    """The signals ``keep`` marks, relations renumbered (every predictor must be kept)."""
+    new_index = np.cumsum(keep) - 1
+    arrays = {name: getattr(sm, name)[keep] for name in SignalModel._ARRAYS}
+    feat = arrays["feat"]
+    arrays["feat"] = np.where(feat >= 0, new_index[np.maximum(feat, 0)], -1)
+    return SignalModel(names=[n for n, k in zip(sm.names, keep, strict=True) if k], **arrays)
+
+
+def concat_signals(a: SignalModel | None, b: SignalModel | None) -> SignalModel | None:
+    """One model of ``a``'s signals then ``b``'s (``b``'s relations renumbered)."""
+    if a is None or b is None:
+        return a if b is None else b
+    arrays = {
+        name: np.concatenate([getattr(a, name), getattr(b, name)]) for name in SignalModel._ARRAYS
+    }
+    feat_b = np.where(b.feat >= 0, b.feat + len(a), -1)
+    arrays["feat"] = np.concatenate([a.feat, feat_b])
+    return SignalModel(names=a.names + b.names, **arrays)
+
+
 def check_dbc(sm: SignalModel | None, dbc: str | Path | Database) -> None:
     """Raise :class:`ConfigError` unless ``sm`` was learned with this DBC's layouts."""
-    if sm is None:
+    if sm is None or all(is_inferred(name) for name in sm.names):
         raise ConfigError("the IDS model was trained without a DBC: retrain with --dbc")
     other, _ = _layouts(load_database(dbc), set(sm.frame_id.tolist()))
-    mine = dict(zip(sm.names, range(len(sm)), strict=True))
+    mine = {name: s for s, name in enumerate(sm.names) if not is_inferred(name)}
     theirs = dict(zip(other.names, range(len(other)), strict=True))
     for name, s in mine.items():
         o = theirs.get(name)
