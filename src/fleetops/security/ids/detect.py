@@ -20,7 +20,8 @@ Per frame (in time order), with up to three previous frames of the same id kept:
   timing or an over-threshold transition, see GATE); the surprise of the transition
   from the nearest of the last three frames that explains it (so one injected frame does
   not also flag the real frame after it), which alone must reach TRANS_ALONE times its
-  threshold;
+  threshold; an alive counter that does not continue (:mod:`fleetops.security.ids.counters`,
+  alone enough: named ``replay`` when nothing else is wrong with the payload);
 * signals (model trained with a DBC): each decoded signal's range, rate of change and
   relations to other signals (:mod:`fleetops.security.ids.signals`); the alert names the
   signal that scored highest.
@@ -43,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fleetops.core.types import CanFrames
+from fleetops.security.ids.counters import COUNTER_SCORE, counter_broken
 from fleetops.security.ids.model import (
     IdsModel,
     excused_after_extra,
@@ -86,10 +88,12 @@ EVIDENCE: tuple[str, ...] = (
     "signal_range",  # bits 9-11: signals.E_SIG_*
     "signal_rate",
     "signal_relation",
+    "counter",
 )
 E_UNKNOWN, E_EARLY, E_DLC, E_FROZEN, E_TRANSITION, E_RANGE, E_SEQUENCE, E_SILENCE, E_PHASE = (
     1 << i for i in range(9)
 )
+E_COUNTER = 1 << 12
 UNKNOWN_SCORE = 10.0
 DLC_SCORE = 10.0
 FROZEN_BITS = 6.0  # frozen bits broken for the frozen-bit check to alert
@@ -256,7 +260,8 @@ def score_frames(
         sig_score = np.where(early, sig_score, sig_score / SIGNAL_ALONE)
         sig_which[sig_score < 1.0] = -1
         evidence |= sig_ev
-    payload = np.maximum.reduce(
+    ctr_bad = counter_broken(model.counter_table(), word, dlc, row, prev, dts, early)
+    rest = np.maximum.reduce(
         [
             np.where(dlc_bad, DLC_SCORE, 0.0),
             # Absolute checks vary between drives: they need timing or transition support,
@@ -270,6 +275,7 @@ def score_frames(
             sig_score,
         ]
     )
+    payload = np.maximum(rest, np.where(ctr_bad, COUNTER_SCORE, 0.0))
     kn = known
     score[kn] = np.maximum(time_score, payload)[kn]
     evidence |= np.where(kn & early, E_EARLY, 0).astype(np.int16)
@@ -279,6 +285,7 @@ def score_frames(
     evidence |= np.where(n_range > 0, E_RANGE, 0).astype(np.int16)
     evidence |= np.where(kn & unseen_pair & early, E_SEQUENCE, 0).astype(np.int16)
     evidence |= np.where(phase_score >= 1.0, E_PHASE, 0).astype(np.int16)
+    evidence |= np.where(ctr_bad, E_COUNTER, 0).astype(np.int16)
 
     # Names of known-id alerts.
     pay_alert = kn & (payload >= 1.0)
@@ -289,10 +296,22 @@ def score_frames(
     prev_ids = np.concatenate([[ids[0] if n else 0], ids[:-1]]) if n else ids
     gap_any = np.concatenate([[np.inf], np.diff(t)]) if n else t
     seq = time_only & ~flood & prev_time_only & (prev_ids != ids) & (gap_any < lo)
+    # Only the count broken: a genuine payload out of its sequence, i.e. replayed.
+    counter_only = ctr_bad & (rest < 1.0)
     named = np.select(
-        [pay_alert & fuzz, pay_alert & early & ~late, pay_alert, late, flood, seq, time_only],
+        [
+            pay_alert & fuzz,
+            pay_alert & counter_only & ~late,
+            pay_alert & early & ~late,
+            pay_alert,
+            late,
+            flood,
+            seq,
+            time_only,
+        ],
         [
             PAYLOAD_FUZZING,
+            REPLAY,
             SPOOFING,
             MASQUERADE,
             MASQUERADE,

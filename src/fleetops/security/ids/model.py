@@ -10,6 +10,8 @@ thresholds carry over to other captures of the same vehicle:
 * payload: the DLCs seen, the bits that never changed (mask and value), each bit's flip
   probability between consecutive frames (a transition scores the surprise of the bits it
   flips) and the byte value ranges;
+* counters: a nibble or byte stepping by a fixed amount every frame
+  (:mod:`fleetops.security.ids.counters`);
 * sequence: which id may follow which (a bitmap of seen pairs);
 * rate: the shortest time two gaps took (three gaps in less: extra frames);
 * signals (where a DBC is given): per signal its physical range, rate of change and
@@ -36,6 +38,7 @@ from cantools.database.can import Database
 
 from fleetops.core.errors import ConfigError, ValidationError
 from fleetops.core.types import CanFrames
+from fleetops.security.ids.counters import CounterTable, fit_counter
 from fleetops.security.ids.signals import (
     SignalModel,
     concat_signals,
@@ -44,10 +47,13 @@ from fleetops.security.ids.signals import (
 )
 
 F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+_COUNTER = ("ctr_shift", "ctr_bits", "ctr_inverse", "ctr_multiple")
 # 2: rate check (dt3_lo) and calibration summary; 3: period / phase; 4: optional per-signal
-# part (a version 3 file is a model without it, and still loads).
-MODEL_VERSION = 4
-_READABLE = (3, 4)
+# part (a version 3 file is a model without it, and still loads); 5: alive counters (older
+# files load as models without them).
+MODEL_VERSION = 5
+_READABLE = (3, 4, 5)
 LAGS = 3  # payload and timing look back this many frames of the same id
 MIN_FRAMES = 20  # fewer training frames than this: the id's statistics are not trusted
 # Phase is judged against the last frames only while they are at most this many periods
@@ -95,6 +101,12 @@ class IdsModel:
     byte_lo: npt.NDArray[np.uint8]  # (k, 8)
     byte_hi: npt.NDArray[np.uint8]
     pairs: npt.NDArray[np.uint8]  # (k+1, k+1) bitmap: row previous id, column next id
+    # Alive counter per id (counters.py): bit position, width (0: none), inverse of the
+    # step modulo 2**width, largest multiple of the step accepted.
+    ctr_shift: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    ctr_bits: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    ctr_inverse: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    ctr_multiple: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     params: IdsParams = field(default_factory=IdsParams)
     trained_frames: int = 0
     # What held-out calibration dropped or widened (see :func:`train`), for reports.
@@ -104,6 +116,11 @@ class IdsModel:
 
     def __len__(self) -> int:
         return int(self.ids.size)
+
+    def counter_table(self) -> CounterTable:
+        return CounterTable(
+            self.ctr_shift, self.ctr_bits, self.ctr_inverse, self.ctr_multiple, self.period
+        )
 
     def index_of(self, arbitration_id: npt.NDArray[np.uint32]) -> npt.NDArray[np.int64]:
         """Row of each id in the model, -1 for an id never seen in training."""
@@ -146,6 +163,7 @@ class IdsModel:
             byte_lo=self.byte_lo,
             byte_hi=self.byte_hi,
             pairs=np.packbits(self.pairs, axis=None),
+            **{name: getattr(self, name) for name in _COUNTER},
         )
         return buffer.getvalue()
 
@@ -168,6 +186,12 @@ class IdsModel:
                 pairs = np.unpackbits(z["pairs"])[: (k + 1) ** 2].reshape(k + 1, k + 1)
                 names = meta.get("signals")
                 signals = None if names is None else SignalModel.from_arrays(list(names), z)
+                counters = {  # none before version 5
+                    name: (z[name] if name in z else np.zeros(k)).astype(np.int64)
+                    for name in _COUNTER
+                }
+                if any(a.shape != (k,) for a in counters.values()):
+                    raise ConfigError(f"{where}: the IDS model's counter arrays are inconsistent")
                 return cls(
                     ids=z["ids"].astype(np.uint32),
                     dt_lo=z["dt_lo"].astype(np.float64),
@@ -184,6 +208,7 @@ class IdsModel:
                     byte_lo=z["byte_lo"].astype(np.uint8),
                     byte_hi=z["byte_hi"].astype(np.uint8),
                     pairs=pairs.astype(np.uint8),
+                    **counters,
                     params=IdsParams(**meta["params"]),
                     trained_frames=int(meta.get("trained_frames", 0)),
                     calibration={
@@ -343,7 +368,12 @@ def _fit(parts: list[CanFrames], p: IdsParams) -> IdsModel:
     flip_thr = np.full(k, np.inf)
     byte_lo = np.zeros((k, 8), dtype=np.uint8)
     byte_hi = np.full((k, 8), 255, dtype=np.uint8)
+    counters = np.zeros((4, k), dtype=np.int64)
     for r in range(k):
+        # Per recording: a counter continues within one timeline only.
+        counters[:, r] = fit_counter(
+            [np.ascontiguousarray(d).view("<u8").reshape(-1) for d in payloads[r]], p.min_frames
+        )
         data = np.concatenate(payloads[r])
         byte_lo[r], byte_hi[r] = data.min(axis=0), data.max(axis=0)
         d = np.concatenate(dts[r]) if dts[r] else np.zeros(0)
@@ -390,6 +420,10 @@ def _fit(parts: list[CanFrames], p: IdsParams) -> IdsModel:
         byte_lo=byte_lo,
         byte_hi=byte_hi,
         pairs=pairs,
+        ctr_shift=counters[0],
+        ctr_bits=counters[1],
+        ctr_inverse=counters[2],
+        ctr_multiple=counters[3],
         params=p,
         trained_frames=int(sum(len(f) for f in parts)),
     )
@@ -605,6 +639,7 @@ def train(
         "silence_widened": int(quiet.sum()),
         "phase_widened": int(drift.sum()),
         "phase_judged": int(np.isfinite(model.phase_tol).sum()),
+        "counters": int(np.count_nonzero(model.ctr_bits)),
         **signal_cal,
     }
     return model

@@ -16,10 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from fleetops.security.ids.counters import COUNTER_SCORE
 from fleetops.security.ids.detect import (
     _SLOTS,
     _TINY,
     DLC_SCORE,
+    E_COUNTER,
     E_DLC,
     E_EARLY,
     E_FROZEN,
@@ -108,8 +110,21 @@ class StreamingScorer:
         ]
         self._flood_s = p.flood_s
         self._fuzz_bits = p.const_fuzz_bits
-        # Per known row: the last three (time, payload word), newest first.
-        self._hist: list[list[tuple[float, int]]] = [[] for _ in range(k)]
+        # Per known row its alive counter: (shift, mask, inverse of the step, largest
+        # multiple, DLC needed) or None (counters.counter_broken).
+        self._ctr: list[tuple[int, int, int, int, int] | None] = [
+            (sh, (1 << b) - 1, inv, mult, (sh + b + 7) // 8) if b else None
+            for sh, b, inv, mult in zip(
+                model.ctr_shift.tolist(),
+                model.ctr_bits.tolist(),
+                model.ctr_inverse.tolist(),
+                model.ctr_multiple.tolist(),
+                strict=True,
+            )
+        ]
+        # Per known row: the last three (time, payload word, whether it continued the
+        # count of the frame before it, whether it was early), newest first.
+        self._hist: list[list[tuple[float, int, bool, bool]]] = [[] for _ in range(k)]
         self._last_seen: list[float | None] = [None] * k
         self._off = [False] * k  # the id's last frame was off phase
         self._reported = [False] * k
@@ -173,7 +188,7 @@ class StreamingScorer:
             hist = self._hist[r]
             n_hist = len(hist)
             lo, hi, lo3, period, tol, dlc_mask, cmask, cval, thr, blo, bhi, tab = self._const[r]
-            dts = [t - ht for ht, _ in hist]
+            dts = [t - ht for ht, _, _, _ in hist]
             # Phase: the closest in phase of the last frames (as model.phase_residual).
             phase_score = 0.0
             off = 0.0
@@ -232,7 +247,7 @@ class StreamingScorer:
                 t0, t1, t2, t3, t4, t5, t6, t7 = tab
                 best = _INF
                 chosen = -1.0
-                for _, hw in hist:
+                for _, hw, _, _ in hist:
                     x = word ^ hw
                     # The byte surprises summed in byte order from 0.0, as byte_tables.
                     s = (
@@ -264,6 +279,28 @@ class StreamingScorer:
                 payload_score = absolute
             if trans_eff > payload_score:
                 payload_score = trans_eff
+            # The alive counter: continues the previous frame, or (that one an extra frame
+            # breaking the count) the one before it, or the one before that.
+            ctr = self._ctr[r]
+            continues = ctr_bad = False
+            if ctr is not None and dlc >= ctr[4] and hist:
+                # A step up to the learned multiple, or to as many periods as passed + 1.
+                shift, mask, inv, mult, _ = ctr
+                value = (word >> shift) & mask
+                m = ((value - ((hist[0][1] >> shift) & mask)) * inv) & mask
+                continues = m >= 1 and (
+                    m <= mult or (period > 0 and m <= round(dts[0] / period) + 1.0)
+                )
+                explained = continues
+                # Judged against the frame before too, unless it repeats the previous
+                # frame's count (a replay of it) and that frame kept the count on time.
+                if not explained and n_hist > 1 and (m != 0 or not hist[0][2] or hist[0][3]):
+                    m = ((value - ((hist[1][1] >> shift) & mask)) * inv) & mask
+                    explained = 1 <= m <= mult
+                    if not explained and n_hist > 2 and not hist[1][2] and not hist[0][2]:
+                        m = ((value - ((hist[2][1] >> shift) & mask)) * inv) & mask
+                        explained = 1 <= m <= mult
+                ctr_bad = not explained
             signals = self._signals
             if signals is not None:
                 sig_score, which, evidence = signals.push(
@@ -275,6 +312,9 @@ class StreamingScorer:
                     which = -1
                 if sig_score > payload_score:
                     payload_score = sig_score
+            rest = payload_score
+            if ctr_bad and payload_score < COUNTER_SCORE:
+                payload_score = COUNTER_SCORE
             score = payload_score if payload_score > time_score else time_score
             if phase_score >= 1.0:
                 evidence |= E_PHASE
@@ -290,11 +330,15 @@ class StreamingScorer:
                 evidence |= E_TRANSITION
             if n_range:
                 evidence |= E_RANGE
+            if ctr_bad:
+                evidence |= E_COUNTER
             pay_alert = payload_score >= 1.0
             time_only = early and not pay_alert
             if pay_alert:
                 if dlc_bad or frozen >= self._fuzz_bits:
                     attack = PAYLOAD_FUZZING
+                elif ctr_bad and rest < 1.0 and not late:
+                    attack = REPLAY
                 else:
                     attack = SPOOFING if early and not late else MASQUERADE
             elif late:
@@ -310,7 +354,7 @@ class StreamingScorer:
                     attack = SEQUENCE_REPLAY
                 else:
                     attack = REPLAY
-            hist.insert(0, (t, word))
+            hist.insert(0, (t, word, continues, early))
             if n_hist >= 3:
                 hist.pop()
             self._last_seen[r] = t
