@@ -33,7 +33,6 @@ from fleetops.security.ids.detect import (
     E_UNKNOWN,
     FLOODING,
     FROZEN_BITS,
-    GATE,
     ID_FUZZING,
     MASQUERADE,
     NONE,
@@ -45,7 +44,6 @@ from fleetops.security.ids.detect import (
     SPOOFING,
     SUPPRESSION,
     TICK_S,
-    TRANS_ALONE,
     UNKNOWN_SCORE,
     Alert,
     AlertAggregator,
@@ -267,9 +265,9 @@ class StreamingScorer:
                     if s < best:
                         best = s
                 trans = (chosen if chosen >= 0 else best) / thr
-            trans_eff = trans if early else trans / TRANS_ALONE
+            trans_eff = trans if early else 0.0
             absolute = 0.0
-            if early or trans >= GATE or (lo <= 0 and thr == _INF):
+            if early or (lo <= 0 and thr == _INF):
                 absolute = frozen / FROZEN_BITS
                 x = n_range / RANGE_BYTES
                 if x > absolute:
