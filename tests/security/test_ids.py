@@ -12,16 +12,15 @@ from fleetops.core.errors import ConfigError, FleetopsError
 from fleetops.core.types import CanFrames
 from fleetops.security.ids import (
     IdsModel,
-    StreamingScorer,
     alerts_from_scores,
     evaluate,
-    iter_frames,
     load_capture,
     score_frames,
     to_ocsf,
     train,
 )
 from fleetops.sim.can import simulate_can
+from tests.security.ids_checks import assert_stream_equals_batch
 
 
 @pytest.fixture(scope="module")
@@ -145,14 +144,7 @@ def test_streaming_equals_batch(model: IdsModel) -> None:
         }
     )
     frames = sim.frames
-    batch = score_frames(model, frames)
-    stream = StreamingScorer(model)
-    rows = [stream.push(*f) for f in iter_frames(frames)]
-    assert np.array_equal(np.array([r[0] for r in rows]), batch.score)
-    assert np.array_equal(np.array([r[1] for r in rows]), batch.attack)
-    assert np.array_equal(np.array([r[2] for r in rows]), batch.evidence)
-    streamed = [a.to_dict() for a in stream.flush()]
-    assert streamed == [a.to_dict() for a in alerts_from_scores(model, frames, batch)]
+    _, streamed = assert_stream_equals_batch(model, frames)
     assert any(a["attack"] == "suppression" for a in streamed)
 
 

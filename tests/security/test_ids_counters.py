@@ -13,14 +13,13 @@ from fleetops.core.types import CanFrames
 from fleetops.security.ids import (
     IdsModel,
     IdsParams,
-    StreamingScorer,
     alerts_from_scores,
-    iter_frames,
     score_frames,
     train,
 )
 from fleetops.security.ids.counters import fit_counter
 from fleetops.security.ids.detect import E_COUNTER
+from tests.security.ids_checks import assert_stream_equals_batch
 
 COUNTED, PLAIN = 0x8, 0x20
 PERIOD = 0.01
@@ -49,10 +48,11 @@ def _bus(
             rows.append((t + 1.003, PLAIN, bytes(rng.integers(0, 2, 8, np.uint8)), False))
     rows += [(t, COUNTED, p, True) for t, p in extra or []]
     rows.sort(key=lambda r: r[0])
-    t = np.array([r[0] for r in rows])
+    times = np.array([r[0] for r in rows])
     ids = np.array([r[1] for r in rows], dtype=np.uint32)
     data = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.uint8).reshape(-1, 8).copy()
-    return CanFrames(t, ids, np.full(t.size, 8, np.uint8), data), np.array([r[3] for r in rows])
+    frames = CanFrames(times, ids, np.full(times.size, 8, np.uint8), data)
+    return frames, np.array([r[3] for r in rows])
 
 
 @pytest.fixture(scope="module")
@@ -104,15 +104,7 @@ def test_streaming_equals_batch_on_counters(model: IdsModel) -> None:
         for t in rng.uniform(0.5, 9.5, 60)
     ]
     frames, _ = _bus(10, 11, extra=extra)
-    batch = score_frames(model, frames)
-    scorer = StreamingScorer(model)
-    rows = [scorer.push(*f) for f in iter_frames(frames)]
-    assert np.array_equal(np.array([r[0] for r in rows]), batch.score)
-    assert np.array_equal(np.array([r[1] for r in rows]), batch.attack)
-    assert np.array_equal(np.array([r[2] for r in rows]), batch.evidence)
-    assert [a.to_dict() for a in scorer.flush()] == [
-        a.to_dict() for a in alerts_from_scores(model, frames, batch)
-    ]
+    assert_stream_equals_batch(model, frames)
 
 
 def test_counters_survive_the_model_file(model: IdsModel, tmp_path: Path) -> None:

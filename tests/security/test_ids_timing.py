@@ -12,13 +12,12 @@ import pytest
 from fleetops.core.types import CanFrames
 from fleetops.security.ids import (
     IdsModel,
-    StreamingScorer,
     alerts_from_scores,
-    iter_frames,
     score_frames,
     train,
 )
 from fleetops.security.ids.detect import ATTACKS, E_PHASE
+from tests.security.ids_checks import assert_stream_equals_batch
 
 # id -> (period s, jitter s): 0x100 / 0x300 keep a tight cycle, 0x200 jitters by a third
 # of its period (no phase worth judging, only gaps).
@@ -144,12 +143,5 @@ def test_streaming_equals_batch_on_timing_attacks(model: IdsModel) -> None:
         0x300: 12.0 + np.arange(40) * 0.117,
     }
     frames, _ = _bus(20, 11, extra)
-    batch = score_frames(model, frames)
-    stream = StreamingScorer(model)
-    rows = [stream.push(*f) for f in iter_frames(frames)]
-    assert np.array_equal(np.array([r[0] for r in rows]), batch.score)
-    assert np.array_equal(np.array([r[1] for r in rows]), batch.attack)
-    assert np.array_equal(np.array([r[2] for r in rows]), batch.evidence)
+    batch, _ = assert_stream_equals_batch(model, frames)
     assert batch.alert.any() and (batch.evidence & E_PHASE).any()
-    streamed = [a.to_dict() for a in stream.flush()]
-    assert streamed == [a.to_dict() for a in alerts_from_scores(model, frames, batch)]

@@ -13,14 +13,13 @@ from fleetops.core.types import CanFrames
 from fleetops.security.ids import (
     IdsModel,
     IdsParams,
-    StreamingScorer,
     alerts_from_scores,
     evaluate,
-    iter_frames,
     score_frames,
     train,
 )
 from fleetops.security.ids.signals import is_inferred
+from tests.security.ids_checks import assert_stream_equals_batch
 
 WHEELS, STATUS, OTHER = 0x6E0, 0x033, 0x100
 FORGED = bytes.fromhex("5959454500 00FFFF".replace(" ", ""))
@@ -93,14 +92,7 @@ def test_a_faster_benign_drive_is_quiet(model: IdsModel) -> None:
 
 def test_streaming_equals_batch_with_inferred_words(model: IdsModel) -> None:
     frames, _ = _drive(20, 11, 2500, forge=(5.0, 8.0))
-    batch = score_frames(model, frames)
-    scorer = StreamingScorer(model)
-    rows = [scorer.push(*f) for f in iter_frames(frames)]
-    assert np.array_equal(np.array([r[0] for r in rows]), batch.score)
-    assert np.array_equal(np.array([r[1] for r in rows]), batch.attack)
-    assert np.array_equal(np.array([r[2] for r in rows]), batch.evidence)
-    streamed = [a.to_dict() for a in scorer.flush()]
-    assert streamed == [a.to_dict() for a in alerts_from_scores(model, frames, batch)]
+    assert_stream_equals_batch(model, frames)
 
 
 def test_round_trip_and_switch_off(model: IdsModel, tmp_path: Path) -> None:
