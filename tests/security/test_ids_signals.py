@@ -16,7 +16,6 @@ from fleetops.core.types import CanFrames
 from fleetops.security.ids import (
     IdsModel,
     IdsParams,
-    StreamingScorer,
     alerts_from_scores,
     evaluate,
     iter_frames,
@@ -34,6 +33,7 @@ from fleetops.security.ids.signals import (
 )
 from fleetops.sim.can import simulate_can
 from fleetops.telemetry.can_decode import CanDecoder
+from tests.security.ids_checks import assert_stream_equals_batch
 
 
 @pytest.fixture(scope="module")
@@ -124,19 +124,7 @@ def test_streaming_equals_batch_with_dbc(model: IdsModel) -> None:
         }
     )
     frames = sim.frames
-    batch = score_frames(model, frames)
-    assert batch.signal is not None
-    stream = StreamingScorer(model)
-    rows, named = [], []
-    for f in iter_frames(frames):
-        rows.append(stream.push(*f))
-        named.append(stream.signal)
-    assert np.array_equal(np.array([r[0] for r in rows]), batch.score)
-    assert np.array_equal(np.array([r[1] for r in rows]), batch.attack)
-    assert np.array_equal(np.array([r[2] for r in rows]), batch.evidence)
-    assert np.array_equal(np.array(named), batch.signal)
-    streamed = [a.to_dict() for a in stream.flush()]
-    assert streamed == [a.to_dict() for a in alerts_from_scores(model, frames, batch)]
+    _, streamed = assert_stream_equals_batch(model, frames, signals=True)
     assert {a["signal"] for a in streamed} >= {
         "ESP_WheelSpeeds.WheelSpeedFL",
         "VCU_DriveCmd.AccelPedalPos",
@@ -172,19 +160,7 @@ def test_streaming_equals_batch_with_late_ids_and_short_frames(model: IdsModel) 
     short = np.flatnonzero(frames.arbitration_id == judged)[1::7]
     frames.dlc[short] = 1
     frames.data[short, 1:] = 0
-    batch = score_frames(model, frames)
-    assert batch.signal is not None
-    stream = StreamingScorer(model)
-    rows, named = [], []
-    for f in iter_frames(frames):
-        rows.append(stream.push(*f))
-        named.append(stream.signal)
-    assert np.array_equal(np.array([r[0] for r in rows]), batch.score)
-    assert np.array_equal(np.array([r[1] for r in rows]), batch.attack)
-    assert np.array_equal(np.array([r[2] for r in rows]), batch.evidence)
-    assert np.array_equal(np.array(named), batch.signal)
-    streamed = [a.to_dict() for a in stream.flush()]
-    assert streamed == [a.to_dict() for a in alerts_from_scores(model, frames, batch)]
+    assert_stream_equals_batch(model, frames, signals=True)
     # The signal scores themselves, before the frame's other scores can hide them.
     early = np.zeros(len(frames), dtype=bool)
     best, _, _ = score_signals(
